@@ -1,0 +1,94 @@
+"""Step 4 of the guide: load a logged model and predict on the input example saved with it.
+
+    python model_inferencing.py mlartifacts/<experiment id>/models/m-<model id>/artifacts
+    python model_inferencing.py models:/tracking-iris-lr@champion
+
+MODEL is either a model folder on disk or an MLflow model URI:
+  - a folder, as the UI shows it: open a run, click its model under "Logged models",
+    and copy the path that starts with mlartifacts/ (a local path, so no server is needed);
+  - models:/m-<model id>           a logged model, by its id;
+  - models:/tracking-iris-lr/2     a registered model, by version;
+  - models:/tracking-iris-lr@champion  a registered model, by alias.
+A models:/ URI is resolved by the tracking server at $MLFLOW_TRACKING_URI
+(default http://127.0.0.1:5000).
+"""
+
+import argparse
+import re
+from pathlib import Path
+
+from tutorial_utils import (
+    TrackingServerUnavailable,
+    exit_with_error,
+    require_tracking_server,
+    tracking_uri,
+)
+
+
+def check_model_folder(folder: Path) -> None:
+    """Exit with one line unless `folder` holds an MLflow model (an MLmodel file)."""
+    if not folder.exists():
+        exit_with_error(
+            f"{folder} does not exist: copy the model's path from the UI "
+            "(it looks like mlartifacts/<experiment id>/models/m-<model id>/artifacts) "
+            "and run this from the folder where you started `mlflow ui`"
+        )
+    if not (folder / "MLmodel").is_file():
+        exit_with_error(
+            f"{folder} is not an MLflow model folder (it has no MLmodel file): "
+            "copy the path that ends in /artifacts"
+        )
+
+
+def predict_on_input_example(model_uri: str):
+    """Load the model as a generic pyfunc model and predict on its own saved input example."""
+    # Imported here, after the checks: importing MLflow takes seconds,
+    # and a wrong path should be reported at once.
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(tracking_uri())  # where models:/ URIs are looked up
+
+    try:
+        # pyfunc is MLflow's flavor-independent interface: the same two lines
+        # load and call a scikit-learn, PyTorch or custom model.
+        model = mlflow.pyfunc.load_model(model_uri)
+    except MlflowException as err:
+        exit_with_error(f"cannot load {model_uri}: {err.message.splitlines()[0]}")
+    # log_model(input_example=...) saved a few training rows next to the model.
+    input_example = model.input_example
+    if input_example is None:
+        exit_with_error(f"{model_uri} was logged without an input example, so there is nothing to predict on")
+    return input_example, model.predict(input_example)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", nargs="?", metavar="MODEL", help="a model folder or a models:/ URI")
+    args = parser.parse_args()
+
+    if args.model is None:
+        parser.print_help()
+        exit_with_error("give the model to load: its folder (copied from the UI) or a models:/ URI")
+
+    # A scheme of two or more letters (models:/, runs:/) marks a URI; C:/ is a Windows drive.
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/", args.model):
+        try:
+            require_tracking_server(tracking_uri())
+        except TrackingServerUnavailable as err:
+            exit_with_error(str(err))
+        model_uri = args.model
+    else:
+        folder = Path(args.model)
+        check_model_folder(folder)
+        model_uri = str(folder)
+
+    input_example, predictions = predict_on_input_example(model_uri)
+    print(f"Model: {args.model}")
+    print(f"Input example ({len(input_example)} rows):")
+    print(input_example)
+    print(f"Predictions: {predictions.tolist()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Run every step of the guide in order against a local tracking server: what `make tutorial` does.
+
+It starts `mlflow ui` in the repository folder (runs in ./mlflow.db, files in ./mlartifacts),
+runs the smoke test, the notebook and both kinds of inference, then keeps the server
+running for you to explore the UI, until Ctrl+C. With --no-keep-server it stops the
+server and exits after the last step.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import server_process
+
+REPO = Path(__file__).resolve().parent.parent
+SERVER_LOG = REPO / "mlflow-ui.log"
+
+
+def start_tracking_server(port: int) -> subprocess.Popen:
+    """Start the guide's server: `mlflow ui` in the repository folder, on loopback only."""
+    if server_process.port_is_taken(port):
+        sys.exit(
+            f"error: port {port} is already in use (an earlier `mlflow ui`, or AirPlay Receiver on macOS): "
+            f"stop that program, or run `make tutorial PORT={port + 1}`"
+        )
+    command = ["mlflow", "ui", "--host", "127.0.0.1", "--port", str(port)]
+    print(f"[1/5] Start the tracking server: {' '.join(command)}  (log: {SERVER_LOG.name})", flush=True)
+    server = server_process.start(command, SERVER_LOG, cwd=REPO)
+    try:
+        seconds = server_process.wait_until_healthy(server, f"http://127.0.0.1:{port}/health", SERVER_LOG)
+    except server_process.ServerFailedToStart as err:
+        sys.exit(f"error: {err}")
+    print(f"      ready in {seconds:.1f} s", flush=True)
+    return server
+
+
+def run_step(number: int, title: str, command: list[str], env: dict) -> None:
+    """Run one step exactly as the README shows it; stop the tutorial if it fails."""
+    print(f"\n[{number}/5] {title}: {' '.join(command)}", flush=True)
+    started = time.monotonic()
+    result = subprocess.run(command, cwd=REPO, env=env)
+    if result.returncode != 0:
+        raise SystemExit(f"error: step {number} failed with exit code {result.returncode} (see its output above)")
+    print(f"      done in {time.monotonic() - started:.1f} s", flush=True)
+
+
+def newest_model_folder() -> str:
+    """The folder of the newest logged model: the path you would copy from the UI."""
+    models = sorted(REPO.glob("mlartifacts/*/models/m-*/artifacts/MLmodel"), key=lambda path: path.stat().st_mtime)
+    if not models:
+        raise SystemExit("error: the notebook logged no model under mlartifacts/")
+    return str(models[-1].parent.relative_to(REPO))
+
+
+def print_next_steps(ui_url: str, keep_server: bool) -> None:
+    print(f"\nThe MLflow UI is at {ui_url}")
+    print('  It opens on the GenAI view: switch to "Model training" (top left) to see the runs.')
+    print("  Experiments: my_experiment, Iris Classification Experiment. Model: tracking-iris-lr @champion.")
+    print("\nTry next, in another terminal:")
+    print("  source .venv/bin/activate")
+    if not ui_url.endswith(":5000"):
+        print(f"  export MLFLOW_TRACKING_URI={ui_url}")
+    print("  python model_inferencing.py models:/tracking-iris-lr@champion")
+    print("  python get_started.py")
+    if keep_server:
+        print("\nThe server keeps running. Press Ctrl+C to stop it.", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=5000, help="the server's port (default: %(default)s)")
+    parser.add_argument("--no-keep-server", dest="keep_server", action="store_false",
+                        help="stop the server after the last step (for tests and benchmarks)")
+    args = parser.parse_args()
+
+    ui_url = f"http://127.0.0.1:{args.port}"
+    # Steps find `python`, `jupyter` and `mlflow` in this venv, and the server through MLFLOW_TRACKING_URI.
+    venv_bin = str(Path(sys.executable).parent)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": ui_url, "PATH": venv_bin + os.pathsep + os.environ["PATH"]}
+    os.environ["PATH"] = env["PATH"]  # so the server itself starts from the venv too
+
+    started = time.monotonic()
+    server = start_tracking_server(args.port)
+    try:
+        run_step(2, "Smoke test", ["python", "get_started.py"], env)
+        run_step(3, "ML project: train, log, register and promote", ["jupyter", "execute", "ml_project.ipynb"], env)
+        run_step(4, "Inference from a model folder", ["python", "model_inferencing.py", newest_model_folder()], env)
+        run_step(5, "Inference by alias", ["python", "model_inferencing.py", "models:/tracking-iris-lr@champion"], env)
+        print(f"\nAll steps passed in {time.monotonic() - started:.1f} s.")
+        print_next_steps(ui_url, args.keep_server)
+        if args.keep_server:
+            server.wait()
+    except KeyboardInterrupt:
+        print("\nStopping the server...")
+    finally:
+        server_process.stop(server)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Start a server as its own process group, wait until it is healthy, and stop all of it.
+
+Used by the tutorial runner and by the tests, so both handle servers the same way.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+
+class ServerFailedToStart(RuntimeError):
+    """The server exited, or did not answer its health check in time."""
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_is_taken(port: int) -> bool:
+    """True if something already listens on 127.0.0.1:port."""
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def start(command: list[str], log_file: Path, cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    """Start `command` in a new session, so it and every worker it forks share one process group."""
+    with open(log_file, "wb") as log:
+        return subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def wait_until_healthy(process: subprocess.Popen, health_url: str, log_file: Path, timeout_seconds: float = 180) -> float:
+    """Poll `health_url` until it answers 200; return the seconds it took.
+
+    Fails at once if the process exits (a port clash, a bad flag), rather than waiting out the timeout.
+    """
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_seconds:
+        if process.poll() is not None:
+            raise ServerFailedToStart(f"the server exited with code {process.returncode}:\n{tail(log_file)}")
+        try:
+            with urllib.request.urlopen(health_url, timeout=1) as response:
+                if response.status == 200:
+                    return time.monotonic() - started
+        except (OSError, urllib.error.URLError):
+            pass  # not listening yet
+        time.sleep(0.2)
+    stop(process)
+    raise ServerFailedToStart(f"no answer from {health_url} after {timeout_seconds:.0f} s:\n{tail(log_file)}")
+
+
+def stop(process: subprocess.Popen, grace_seconds: float = 15) -> None:
+    """SIGTERM the whole process group, give it time to shut down, then SIGKILL whatever is left."""
+    _signal_group(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_seconds
+    while _group_is_alive(process.pid) and time.monotonic() < deadline:
+        process.poll()  # reap the group leader, or its zombie would keep the group "alive"
+        time.sleep(0.2)
+    _signal_group(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass  # the group is already gone
+
+
+def _group_is_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def tail(log_file: Path, lines: int = 15) -> str:
+    text = log_file.read_text(errors="replace") if log_file.exists() else ""
+    return "\n".join(text.splitlines()[-lines:])

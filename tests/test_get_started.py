@@ -1,0 +1,30 @@
+"""Step 2, the smoke test: `python get_started.py` logs one param and one metric."""
+
+import time
+
+import server_process
+from conftest import assert_one_line_error, run_command
+from expected_state import assert_smoke_test_runs
+from guide_commands import SMOKE_TEST
+
+
+def test_smoke_test_logs_its_param_and_metric(tracking_server):
+    result = run_command(SMOKE_TEST, tracking_server.url)
+
+    assert result.returncode == 0, result.stderr
+    assert_smoke_test_runs(tracking_server.client(), times_run=1)
+    experiment_id = tracking_server.client().get_experiment_by_name("my_experiment").experiment_id
+    run_id = tracking_server.client().search_runs([experiment_id])[0].info.run_id
+    assert f"{tracking_server.url}/#/experiments/{experiment_id}/runs/{run_id}" in result.stdout
+
+
+def test_no_server_fails_fast_with_one_line():
+    dead_url = f"http://127.0.0.1:{server_process.free_port()}"
+
+    started = time.monotonic()
+    result = run_command(SMOKE_TEST, dead_url, timeout=60)
+    seconds = time.monotonic() - started
+
+    assert_one_line_error(result, dead_url, "mlflow ui")
+    # A behaviour bound, not a speed goal: plain MLflow would retry for minutes here.
+    assert seconds < 3, f"took {seconds:.1f} s to report a missing server"

@@ -1,0 +1,86 @@
+"""Step 4: `python model_inferencing.py MODEL` prints the model's predictions for its own input example."""
+
+import json
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+import server_process
+from conftest import assert_one_line_error, run_command
+from expected_state import MODEL_NAME
+from guide_commands import INFER_BY_ALIAS, INFER_BY_VERSION, INFER_FROM_FOLDER
+
+
+def champion_model_folder(tracking_server) -> Path:
+    """The champion's folder on the server's disk: what a reader copies from the UI."""
+    client = tracking_server.client()
+    model_id = client.get_model_version_by_alias(MODEL_NAME, "champion").source.removeprefix("models:/")
+    # e.g. mlflow-artifacts:/1/models/m-<id>/artifacts, served from the server's mlartifacts/ folder
+    location = client.get_logged_model(model_id).artifact_location
+    return tracking_server.root / "mlartifacts" / location.removeprefix("mlflow-artifacts:/")
+
+
+def expected_predictions(model_uri: str) -> list:
+    model = mlflow.pyfunc.load_model(model_uri)
+    return model.predict(model.input_example).tolist()
+
+
+def printed_predictions(stdout: str) -> list:
+    [line] = [line for line in stdout.splitlines() if line.startswith("Predictions: ")]
+    return json.loads(line.removeprefix("Predictions: "))
+
+
+def test_inference_from_the_model_folder(tracking_server, notebook_run):
+    folder = champion_model_folder(tracking_server)
+    assert folder.relative_to(tracking_server.root).parts[0] == "mlartifacts"
+    assert (folder / "MLmodel").is_file() and (folder / "input_example.json").is_file()
+
+    result = run_command(INFER_FROM_FOLDER.format(model_folder=folder), tracking_server.url)
+
+    assert result.returncode == 0, result.stderr
+    assert printed_predictions(result.stdout) == expected_predictions(str(folder))
+
+
+@pytest.mark.parametrize("command", [INFER_BY_ALIAS, INFER_BY_VERSION])
+def test_inference_from_a_registry_uri(tracking_server, notebook_run, command):
+    model_uri = command.split()[-1]
+    mlflow.set_tracking_uri(tracking_server.url)
+
+    result = run_command(command, tracking_server.url)
+
+    assert result.returncode == 0, result.stderr
+    assert printed_predictions(result.stdout) == expected_predictions(model_uri)
+
+
+def test_no_argument_prints_where_to_copy_the_path_from(tracking_server):
+    result = run_command("python model_inferencing.py", tracking_server.url)
+
+    assert_one_line_error(result, "models:/")
+    assert "mlartifacts/" in result.stdout and "copy the path" in result.stdout
+
+
+def test_missing_folder(tracking_server, tmp_path):
+    result = run_command(f"python model_inferencing.py {tmp_path / 'no-such-folder'}", tracking_server.url)
+    assert_one_line_error(result, "does not exist")
+
+
+def test_folder_that_is_not_a_model(tracking_server, tmp_path):
+    result = run_command(f"python model_inferencing.py {tmp_path}", tracking_server.url)
+    assert_one_line_error(result, "not an MLflow model folder")
+
+
+def test_unknown_model_name(tracking_server):
+    result = run_command("python model_inferencing.py models:/no-such-model/1", tracking_server.url)
+    assert_one_line_error(result, "no-such-model", "not found")
+
+
+def test_unreachable_server_fails_fast():
+    dead_url = f"http://127.0.0.1:{server_process.free_port()}"
+
+    started = time.monotonic()
+    result = run_command(INFER_BY_ALIAS, dead_url, timeout=60)
+    seconds = time.monotonic() - started
+
+    assert_one_line_error(result, dead_url)
+    assert seconds < 3, f"took {seconds:.1f} s to report a missing server"

@@ -1,0 +1,58 @@
+"""`make tutorial KEEP_SERVER=0`: the whole guide end to end, twice in a row on the same data."""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+import server_process
+from conftest import REPO
+from expected_state import assert_notebook_results, assert_smoke_test_runs
+from guide_commands import TUTORIAL
+from mlflow import MlflowClient
+
+# What a fresh clone has; the copy shares this checkout's .venv instead of building its own.
+NOT_COPIED = shutil.ignore_patterns(".git", ".venv", "mlflow.db", "mlartifacts", "mlflow-ui.log", "__pycache__", ".*cache")
+
+
+@pytest.fixture
+def fresh_checkout(tmp_path):
+    checkout = tmp_path / "mlflow-starter"
+    shutil.copytree(REPO, checkout, ignore=NOT_COPIED)  # copy2 keeps mtimes, so make sees .venv as up to date
+    (checkout / ".venv").symlink_to(REPO / ".venv")
+    return checkout
+
+
+def make_tutorial(checkout, port):
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("MLFLOW_", "MAKE"))}
+    command = f"{TUTORIAL} KEEP_SERVER=0 PORT={port}".split()
+    return subprocess.run(command, cwd=checkout, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_tutorial_runs_end_to_end_twice(fresh_checkout):
+    port = server_process.free_port()
+    client = MlflowClient(tracking_uri=f"sqlite:///{fresh_checkout / 'mlflow.db'}")
+
+    for times_run in (1, 2):
+        result = make_tutorial(fresh_checkout, port)
+
+        assert result.returncode == 0, f"run {times_run} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        for step in range(1, 6):
+            assert f"[{step}/5]" in result.stdout
+        assert f"The MLflow UI is at http://127.0.0.1:{port}" in result.stdout
+        assert not server_process.port_is_taken(port), "KEEP_SERVER=0 left the server running"
+        # The guide's server keeps its data in the checkout, as `mlflow ui` does.
+        assert (fresh_checkout / "mlflow.db").is_file() and (fresh_checkout / "mlartifacts").is_dir()
+        assert_smoke_test_runs(client, times_run)
+        assert_notebook_results(client, times_run)
+
+
+def test_port_in_use_gets_a_clear_error(fresh_checkout, tracking_server):
+    port = int(tracking_server.url.rsplit(":", 1)[1])
+
+    result = make_tutorial(fresh_checkout, port)
+
+    assert result.returncode != 0
+    assert f"error: port {port} is already in use" in result.stderr
+    assert f"PORT={port + 1}" in result.stderr
+    assert "Traceback" not in result.stderr
