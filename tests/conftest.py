@@ -4,6 +4,7 @@ import os
 import shlex
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,10 +28,9 @@ class TrackingServer:
         return MlflowClient(tracking_uri=self.url, registry_uri=self.url)
 
 
-@pytest.fixture(scope="session")
-def tracking_server(tmp_path_factory) -> TrackingServer:
-    """A real `mlflow server` on a free loopback port, with its SQLite file and artifacts in a temp dir."""
-    root = tmp_path_factory.mktemp("tracking-server")
+@contextmanager
+def running_tracking_server(root: Path):
+    """A real `mlflow server` on a free loopback port, keeping mlflow.db and mlartifacts/ in `root`."""
     port = server_process.free_port()
     command = [
         str(VENV_BIN / "mlflow"), "server",
@@ -50,6 +50,13 @@ def tracking_server(tmp_path_factory) -> TrackingServer:
         yield TrackingServer(url=f"http://127.0.0.1:{port}", root=root)
     finally:
         server_process.stop(server)
+
+
+@pytest.fixture(scope="session")
+def tracking_server(tmp_path_factory) -> TrackingServer:
+    """One throwaway tracking server for the whole session, its data in a temp dir."""
+    with running_tracking_server(tmp_path_factory.mktemp("tracking-server")) as server:
+        yield server
 
 
 def step_env(tracking_uri: str) -> dict:

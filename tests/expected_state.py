@@ -39,8 +39,7 @@ def assert_notebook_results(client: MlflowClient, times_run: int) -> None:
     runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
     assert len(runs) == 3 * times_run
 
-    latest_runs = runs[-3:]
-    assert [run.info.run_name for run in latest_runs] == list(NOTEBOOK_RUNS)
+    assert [run.info.run_name for run in runs] == list(NOTEBOOK_RUNS) * times_run
     for run in runs:
         assert run.info.status == "FINISHED"
         assert run.data.params == NOTEBOOK_RUNS[run.info.run_name]
@@ -49,20 +48,21 @@ def assert_notebook_results(client: MlflowClient, times_run: int) -> None:
         assert 0.9 <= run.data.metrics["cv_accuracy"] <= 1.0
         assert "confusion_matrix.png" in [artifact.path for artifact in client.list_artifacts(run.info.run_id)]
     # Test accuracy cannot pick a winner (every run scores 1.0); the cross-validated log loss can.
-    assert {run.data.metrics["accuracy"] for run in latest_runs} == {1.0}
-    assert len({round(run.data.metrics["cv_log_loss"], 6) for run in latest_runs}) == 3
+    assert {run.data.metrics["accuracy"] for run in runs} == {1.0}
+    assert len({round(run.data.metrics["cv_log_loss"], 6) for run in runs[:3]}) == 3
 
+    # Each time: runs 1 and 2 registered themselves, run 3 did not, and the promotion cell
+    # registered the best run so far as the third version and moved @champion to it.
     versions = {int(v.version): v for v in client.search_model_versions(f"name = '{MODEL_NAME}'")}
     assert sorted(versions) == list(range(1, 3 * times_run + 1))
-    first_new = 3 * times_run - 2
-    # Runs 1 and 2 registered themselves; run 3 did not. The promotion cell added the third version.
-    assert versions[first_new].run_id == latest_runs[0].info.run_id
-    assert versions[first_new + 1].run_id == latest_runs[1].info.run_id
-    assert versions[first_new].tags == {} and versions[first_new + 1].tags == {}
+    for first in range(0, 3 * times_run, 3):
+        assert versions[first + 1].run_id == runs[first].info.run_id
+        assert versions[first + 2].run_id == runs[first + 1].info.run_id
+        assert versions[first + 3].run_id == best_run(runs[: first + 3]).info.run_id
+        assert versions[first + 1].tags == versions[first + 2].tags == {}
+        assert versions[first + 3].tags == {"validation_status": "approved"}
+    assert best_run(runs).info.run_name == "lr-C-1.5"
 
     champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
     assert int(champion.version) == 3 * times_run
-    assert champion.run_id == best_run(runs).info.run_id
-    assert best_run(runs).info.run_name == "lr-C-1.5"
-    assert champion.tags == {"validation_status": "approved"}
     assert client.get_registered_model(MODEL_NAME).aliases == {"champion": champion.version}

@@ -6,10 +6,9 @@ import subprocess
 
 import pytest
 import server_process
-from conftest import REPO
+from conftest import REPO, running_tracking_server
 from expected_state import assert_notebook_results, assert_smoke_test_runs
 from guide_commands import TUTORIAL
-from mlflow import MlflowClient
 
 # What a fresh clone has; the copy shares this checkout's .venv instead of building its own.
 NOT_COPIED = shutil.ignore_patterns(".git", ".venv", "mlflow.db", "mlartifacts", "mlflow-ui.log", "__pycache__", ".*cache")
@@ -31,7 +30,6 @@ def make_tutorial(checkout, port):
 
 def test_tutorial_runs_end_to_end_twice(fresh_checkout):
     port = server_process.free_port()
-    client = MlflowClient(tracking_uri=f"sqlite:///{fresh_checkout / 'mlflow.db'}")
 
     for times_run in (1, 2):
         result = make_tutorial(fresh_checkout, port)
@@ -43,8 +41,11 @@ def test_tutorial_runs_end_to_end_twice(fresh_checkout):
         assert not server_process.port_is_taken(port), "KEEP_SERVER=0 left the server running"
         # The guide's server keeps its data in the checkout, as `mlflow ui` does.
         assert (fresh_checkout / "mlflow.db").is_file() and (fresh_checkout / "mlartifacts").is_dir()
-        assert_smoke_test_runs(client, times_run)
-        assert_notebook_results(client, times_run)
+
+    # Read what both runs left, through a server on the same data (artifacts are served by a server).
+    with running_tracking_server(fresh_checkout) as server:
+        assert_smoke_test_runs(server.client(), times_run=2)
+        assert_notebook_results(server.client(), times_run=2)
 
 
 def test_port_in_use_gets_a_clear_error(fresh_checkout, tracking_server):
