@@ -8,7 +8,7 @@ PORT ?= 5000
 KEEP_SERVER ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup tutorial test clean
+.PHONY: help setup tutorial test lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,6 +31,10 @@ tutorial: $(VENV)/.installed ## Start the tracking server and run every step of 
 
 test: $(VENV)/.installed ## Run the whole test suite
 	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed ## Check the code's style with ruff (settings in pyproject.toml)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 clean: ## Remove the venv and the tutorial's data (mlflow.db, mlartifacts/)
 	rm -rf $(VENV) mlflow.db mlartifacts mlflow-ui.log .pytest_cache

@@ -35,8 +35,7 @@ def check_model_folder(folder: Path) -> None:
         )
     if not (folder / "MLmodel").is_file():
         exit_with_error(
-            f"{folder} is not an MLflow model folder (it has no MLmodel file): "
-            "copy the path that ends in /artifacts"
+            f"{folder} is not an MLflow model folder (it has no MLmodel file): copy the path that ends in /artifacts"
         )
 
 

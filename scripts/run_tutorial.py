@@ -72,8 +72,12 @@ def print_next_steps(ui_url: str, keep_server: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=5000, help="the server's port (default: %(default)s)")
-    parser.add_argument("--no-keep-server", dest="keep_server", action="store_false",
-                        help="stop the server after the last step (for tests and benchmarks)")
+    parser.add_argument(
+        "--no-keep-server",
+        dest="keep_server",
+        action="store_false",
+        help="stop the server after the last step (for tests and benchmarks)",
+    )
     args = parser.parse_args()
 
     ui_url = f"http://127.0.0.1:{args.port}"

@@ -34,12 +34,19 @@ def start(command: list[str], log_file: Path, cwd: Path, env: dict | None = None
     """Start `command` in a new session, so it and every worker it forks share one process group."""
     with open(log_file, "wb") as log:
         return subprocess.Popen(
-            command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
 
 
-def wait_until_healthy(process: subprocess.Popen, health_url: str, log_file: Path, timeout_seconds: float = 180) -> float:
+def wait_until_healthy(
+    process: subprocess.Popen, health_url: str, log_file: Path, timeout_seconds: float = 180
+) -> float:
     """Poll `health_url` until it answers 200; return the seconds it took.
 
     Fails at once if the process exits (a port clash, a bad flag), rather than waiting out the timeout.

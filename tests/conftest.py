@@ -32,6 +32,7 @@ class TrackingServer:
 def running_tracking_server(root: Path):
     """A real `mlflow server` on a free loopback port, keeping mlflow.db and mlartifacts/ in `root`."""
     port = server_process.free_port()
+    # fmt: off
     command = [
         str(VENV_BIN / "mlflow"), "server",
         "--host", "127.0.0.1", "--port", str(port),
@@ -40,6 +41,7 @@ def running_tracking_server(root: Path):
         # One worker boots in half the time of the default four, and the tests send one request at a time.
         "--workers", "1",
     ]
+    # fmt: on
     # The job runner serves GenAI features (scorers, judges) that the guide does not use; skipping it
     # saves seven processes and seconds of start-up on a two-core machine.
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}

@@ -1,7 +1,10 @@
-"""The repository itself: a clean notebook, pinned requirements, no deprecated MLflow APIs, a README that shows the tested commands."""
+"""The repository: a clean notebook, pinned requirements, current APIs, a README that shows the tested commands."""
 
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import guide_commands
 import pytest
@@ -72,3 +75,9 @@ def test_every_image_the_readme_shows_exists():
     for image in re.findall(r"\]\((images/[^)\s]+)\)|src=\"(images/[^\"]+)\"", README):
         path = next(part for part in image if part)
         assert (REPO / path).is_file(), path
+
+
+def test_code_passes_ruff():
+    ruff = Path(sys.executable).parent / "ruff"
+    result = subprocess.run([ruff, "check", "--quiet", "."], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

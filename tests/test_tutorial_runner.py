@@ -11,7 +11,9 @@ from expected_state import assert_notebook_results, assert_smoke_test_runs
 from guide_commands import TUTORIAL
 
 # What a fresh clone has; the copy shares this checkout's .venv instead of building its own.
-NOT_COPIED = shutil.ignore_patterns(".git", ".venv", "mlflow.db", "mlartifacts", "mlflow-ui.log", "__pycache__", ".*cache")
+NOT_COPIED = shutil.ignore_patterns(
+    ".git", ".venv", "mlflow.db", "mlartifacts", "mlflow-ui.log", "__pycache__", ".*cache"
+)
 
 
 @pytest.fixture
