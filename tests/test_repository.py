@@ -8,7 +8,7 @@ from pathlib import Path
 
 import guide_commands
 import pytest
-from conftest import REPO
+from conftest import REPO, step_env
 
 NOTEBOOK = json.loads((REPO / "ml_project.ipynb").read_text())
 README = (REPO / "README.md").read_text()
@@ -81,3 +81,16 @@ def test_code_passes_ruff():
     ruff = Path(sys.executable).parent / "ruff"
     result = subprocess.run([ruff, "check", "--quiet", "."], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_deprecated_call_fails_a_step():
+    """The warnings rule is live: the seed guide's `penalty="l2"` would fail a step with its FutureWarning."""
+    seed_code = (
+        "from sklearn.datasets import load_iris; from sklearn.linear_model import LogisticRegression; "
+        "LogisticRegression(penalty='l2').fit(*load_iris(return_X_y=True))"
+    )
+    result = subprocess.run(
+        ["python", "-c", seed_code], env=step_env("http://127.0.0.1:5000"), capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert "FutureWarning: 'penalty' was deprecated" in result.stderr
