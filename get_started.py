@@ -1,4 +1,4 @@
-"""Step 2 of the guide: a smoke test that logs one param and one metric to the tracking server.
+"""Step 3 of the guide: a smoke test that logs one param and one metric to the tracking server.
 
     python get_started.py
 

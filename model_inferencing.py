@@ -1,15 +1,19 @@
-"""Step 4 of the guide: load a logged model and predict on the input example saved with it.
+"""Step 6 of the guide: load a logged model and predict on the input example saved with it.
 
+    python model_inferencing.py mlflow-artifacts:/<experiment id>/models/m-<model id>/artifacts/MLmodel
     python model_inferencing.py mlartifacts/<experiment id>/models/m-<model id>/artifacts
     python model_inferencing.py models:/tracking-iris-lr@champion
 
 MODEL is either a model folder on disk or an MLflow model URI:
-  - a folder, as the UI shows it: open a run, click its model under "Logged models",
-    and copy the path that starts with mlartifacts/ (a local path, so no server is needed);
+  - the path the UI shows: open a run, click its model under "Logged models", open the
+    "Artifacts" tab and copy the Path shown above MLmodel,
+    mlflow-artifacts:/<experiment id>/models/m-<model id>/artifacts/MLmodel;
+  - the same folder on disk, mlartifacts/<experiment id>/models/m-<model id>/artifacts,
+    inside the folder where `mlflow ui` runs (a local folder needs no server);
   - models:/m-<model id>           a logged model, by its id;
   - models:/tracking-iris-lr/2     a registered model, by version;
   - models:/tracking-iris-lr@champion  a registered model, by alias.
-A models:/ URI is resolved by the tracking server at $MLFLOW_TRACKING_URI
+A URI is resolved by the tracking server at $MLFLOW_TRACKING_URI
 (default http://127.0.0.1:5000).
 """
 
@@ -25,17 +29,25 @@ from tutorial_utils import (
 )
 
 
+def folder_of_mlmodel_file(path: str) -> str:
+    """The UI's copy button copies the path of the MLmodel file; the model is the folder that holds it."""
+    for mlmodel_file in ("/MLmodel", "\\MLmodel"):
+        if path.endswith(mlmodel_file):
+            return path.removesuffix(mlmodel_file)
+    return path
+
+
 def check_model_folder(folder: Path) -> None:
     """Exit with one line unless `folder` holds an MLflow model (an MLmodel file)."""
     if not folder.exists():
         exit_with_error(
             f"{folder} does not exist: copy the model's path from the UI "
-            "(it looks like mlartifacts/<experiment id>/models/m-<model id>/artifacts) "
-            "and run this from the folder where you started `mlflow ui`"
+            "(mlflow-artifacts:/<experiment id>/models/m-<model id>/artifacts/MLmodel), or give its folder "
+            "mlartifacts/<experiment id>/models/m-<model id>/artifacts from where you started `mlflow ui`"
         )
     if not (folder / "MLmodel").is_file():
         exit_with_error(
-            f"{folder} is not an MLflow model folder (it has no MLmodel file): copy the path that ends in /artifacts"
+            f"{folder} is not an MLflow model folder (it has no MLmodel file): copy the Path of a model's MLmodel file"
         )
 
 
@@ -63,27 +75,28 @@ def predict_on_input_example(model_uri: str):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", nargs="?", metavar="MODEL", help="a model folder or a models:/ URI")
+    parser.add_argument("model", nargs="?", metavar="MODEL", help="a model's path, folder or URI")
     args = parser.parse_args()
 
     if args.model is None:
         parser.print_help()
-        exit_with_error("give the model to load: its folder (copied from the UI) or a models:/ URI")
+        exit_with_error("give the model to load: its path (copied from the UI), its folder, or a models:/ URI")
+    model = folder_of_mlmodel_file(args.model)
 
     # A scheme of two or more letters (models:/, runs:/) marks a URI; C:/ is a Windows drive.
-    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/", args.model):
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/", model):
         try:
             require_tracking_server(tracking_uri())
         except TrackingServerUnavailable as err:
             exit_with_error(str(err))
-        model_uri = args.model
+        model_uri = model
     else:
-        folder = Path(args.model)
+        folder = Path(model)
         check_model_folder(folder)
         model_uri = str(folder)
 
     input_example, predictions = predict_on_input_example(model_uri)
-    print(f"Model: {args.model}")
+    print(f"Model: {model}")
     print(f"Input example ({len(input_example)} rows):")
     print(input_example)
     print(f"Predictions: {predictions.tolist()}")

@@ -8,6 +8,7 @@ server and exits after the last step.
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -57,7 +58,7 @@ def newest_model_folder() -> str:
 
 def print_next_steps(ui_url: str, keep_server: bool) -> None:
     print(f"\nThe MLflow UI is at {ui_url}")
-    print('  It opens on the GenAI view: switch to "Model training" (top left) to see the runs.')
+    print('  It opens on the GenAI view: switch to "Model training" (the toggle under the logo) to see the runs.')
     print("  Experiments: my_experiment, Iris Classification Experiment. Model: tracking-iris-lr @champion.")
     print("\nTry next, in another terminal:")
     print("  source .venv/bin/activate")
@@ -69,7 +70,16 @@ def print_next_steps(ui_url: str, keep_server: bool) -> None:
         print("\nThe server keeps running. Press Ctrl+C to stop it.", flush=True)
 
 
+def stop_like_ctrl_c(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    # Whatever ends the tutorial (Ctrl+C, a `kill`, an editor's stop button) must stop the server too.
+    # A shell that starts us in the background ignores Ctrl+C for us; take it back.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, stop_like_ctrl_c)
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=5000, help="the server's port (default: %(default)s)")
     parser.add_argument(

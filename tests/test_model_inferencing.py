@@ -9,15 +9,19 @@ import pytest
 import server_process
 from conftest import assert_one_line_error, run_command
 from expected_state import MODEL_NAME
-from guide_commands import INFER_BY_ALIAS, INFER_BY_VERSION, INFER_FROM_FOLDER
+from guide_commands import INFER_BY_ALIAS, INFER_BY_VERSION, INFER_FROM_FOLDER, INFER_FROM_UI_PATH
+
+
+def champion_location(tracking_server) -> str:
+    """Where the champion's files are, as the UI shows it: mlflow-artifacts:/<exp id>/models/m-<id>/artifacts."""
+    client = tracking_server.client()
+    model_id = client.get_model_version_by_alias(MODEL_NAME, "champion").source.removeprefix("models:/")
+    return client.get_logged_model(model_id).artifact_location
 
 
 def champion_model_folder(tracking_server) -> Path:
-    """The champion's folder on the server's disk: what a reader copies from the UI."""
-    client = tracking_server.client()
-    model_id = client.get_model_version_by_alias(MODEL_NAME, "champion").source.removeprefix("models:/")
-    # e.g. mlflow-artifacts:/1/models/m-<id>/artifacts, served from the server's mlartifacts/ folder
-    location = client.get_logged_model(model_id).artifact_location
+    """The same files on the server's disk, in the mlartifacts/ folder that `mlflow ui` serves."""
+    location = champion_location(tracking_server)
     return tracking_server.root / "mlartifacts" / location.removeprefix("mlflow-artifacts:/")
 
 
@@ -42,6 +46,15 @@ def test_inference_from_the_model_folder(tracking_server, notebook_run):
     assert printed_predictions(result.stdout) == expected_predictions(str(folder))
 
 
+def test_inference_from_the_path_the_ui_shows(tracking_server, notebook_run):
+    mlmodel_path = champion_location(tracking_server) + "/MLmodel"  # what the UI's copy button copies
+
+    result = run_command(INFER_FROM_UI_PATH.format(ui_path=mlmodel_path), tracking_server.url)
+
+    assert result.returncode == 0, result.stderr
+    assert printed_predictions(result.stdout) == expected_predictions(str(champion_model_folder(tracking_server)))
+
+
 @pytest.mark.parametrize("command", [INFER_BY_ALIAS, INFER_BY_VERSION])
 def test_inference_from_a_registry_uri(tracking_server, notebook_run, command):
     model_uri = command.split()[-1]
@@ -57,7 +70,9 @@ def test_no_argument_prints_where_to_copy_the_path_from(tracking_server):
     result = run_command("python model_inferencing.py", tracking_server.url)
 
     assert_one_line_error(result, "models:/")
-    assert "mlartifacts/" in result.stdout and "copy the path" in result.stdout
+    # Where to copy it from: the model's Artifacts tab in the UI, or its folder under mlartifacts/.
+    assert '"Artifacts" tab' in result.stdout and "mlflow-artifacts:/" in result.stdout
+    assert "mlartifacts/<experiment id>/models/m-<model id>/artifacts" in result.stdout
 
 
 def test_missing_folder(tracking_server, tmp_path):

@@ -62,8 +62,15 @@ def test_readme_shows_the_tested_command(command):
     assert command in README
 
 
-def test_readme_shows_a_model_folder_command():
-    assert re.search(r"python model_inferencing\.py mlartifacts/\d+/models/m-[0-9a-f]{32}/artifacts", README)
+@pytest.mark.parametrize(
+    "model_path",
+    [
+        r"mlflow-artifacts:/\d+/models/m-[0-9a-f]{32}/artifacts/MLmodel",
+        r"mlartifacts/\d+/models/m-[0-9a-f]{32}/artifacts",
+    ],
+)
+def test_readme_shows_a_model_path_command(model_path):
+    assert re.search(r"python model_inferencing\.py " + model_path, README)
 
 
 def test_readme_opens_with_the_two_commands():
