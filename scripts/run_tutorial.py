@@ -108,9 +108,10 @@ def main() -> None:
         if args.keep_server:
             server.wait()
     except KeyboardInterrupt:
-        print("\nStopping the server...")
+        print("\nStopping the server...", flush=True)
     finally:
         server_process.stop(server)
+    print("The server is stopped. Your runs stay in mlflow.db and mlartifacts/ for the next `make tutorial`.")
 
 
 if __name__ == "__main__":
