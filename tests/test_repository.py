@@ -90,14 +90,13 @@ def test_code_passes_ruff():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_a_deprecated_call_fails_a_step():
-    """The warnings rule is live: the seed guide's `penalty="l2"` would fail a step with its FutureWarning."""
-    seed_code = (
-        "from sklearn.datasets import load_iris; from sklearn.linear_model import LogisticRegression; "
-        "LogisticRegression(penalty='l2').fit(*load_iris(return_X_y=True))"
-    )
+@pytest.mark.parametrize("category", ["DeprecationWarning", "FutureWarning"])
+def test_a_deprecation_warning_fails_a_step(category):
+    """The warnings rule is live: a step that triggers one of these warnings fails instead of scrolling past it."""
+    code = f"import warnings; warnings.warn('this API goes away', {category}); print('still running')"
     result = subprocess.run(
-        ["python", "-c", seed_code], env=step_env("http://127.0.0.1:5000"), capture_output=True, text=True
+        ["python", "-c", code], env=step_env("http://127.0.0.1:5000"), capture_output=True, text=True
     )
     assert result.returncode != 0
-    assert "FutureWarning: 'penalty' was deprecated" in result.stderr
+    assert f"{category}: this API goes away" in result.stderr
+    assert "still running" not in result.stdout
