@@ -1,6 +1,8 @@
-"""Step 2, the smoke test: `python get_started.py` logs one param and one metric."""
+"""Step 3, the smoke test: `python get_started.py` logs one param and one metric."""
 
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import server_process
 from conftest import assert_one_line_error, run_command
@@ -28,3 +30,23 @@ def test_no_server_fails_fast_with_one_line():
     assert_one_line_error(result, dead_url, "mlflow ui")
     # A behaviour bound, not a speed goal: plain MLflow would retry for minutes here.
     assert seconds < 3, f"took {seconds:.1f} s to report a missing server"
+
+
+class Forbidden(BaseHTTPRequestHandler):
+    """Answers every request with 403, as AirPlay Receiver does on port 5000 of a Mac."""
+
+    def do_GET(self):
+        self.send_error(403)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_another_program_on_the_port_is_named_as_such():
+    with ThreadingHTTPServer(("127.0.0.1", 0), Forbidden) as not_mlflow:
+        threading.Thread(target=not_mlflow.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{not_mlflow.server_port}"
+        result = run_command(SMOKE_TEST, url, timeout=60)
+        not_mlflow.shutdown()
+
+    assert_one_line_error(result, url, "HTTP 403", "not an MLflow server", "--port 5001")
