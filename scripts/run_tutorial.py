@@ -32,8 +32,12 @@ def start_tracking_server(port: int) -> subprocess.Popen:
     server = server_process.start(command, SERVER_LOG, cwd=REPO)
     try:
         seconds = server_process.wait_until_healthy(server, f"http://127.0.0.1:{port}/health", SERVER_LOG)
-    except server_process.ServerFailedToStart as err:
-        sys.exit(f"error: {err}")
+    except BaseException as err:
+        # A failed start or a Ctrl+C while waiting: a worker can outlive its parent, so stop the whole group.
+        server_process.stop(server)
+        if isinstance(err, server_process.ServerFailedToStart):
+            sys.exit(f"error: {err}")
+        raise
     print(f"      ready in {seconds:.1f} s", flush=True)
     return server
 
@@ -97,8 +101,9 @@ def main() -> None:
     os.environ["PATH"] = env["PATH"]  # so the server itself starts from the venv too
 
     started = time.monotonic()
-    server = start_tracking_server(args.port)
+    server = None
     try:
+        server = start_tracking_server(args.port)
         run_step(2, "Smoke test", ["python", "get_started.py"], env)
         run_step(3, "ML project: train, log, register and promote", ["jupyter", "execute", "ml_project.ipynb"], env)
         run_step(4, "Inference from a model folder", ["python", "model_inferencing.py", newest_model_folder()], env)
@@ -110,7 +115,8 @@ def main() -> None:
     except KeyboardInterrupt:
         print("\nStopping the server...", flush=True)
     finally:
-        server_process.stop(server)
+        if server is not None:
+            server_process.stop(server)
     print("The server is stopped. Your runs stay in mlflow.db and mlartifacts/ for the next `make tutorial`.")
 
 

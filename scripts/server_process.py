@@ -62,7 +62,6 @@ def wait_until_healthy(
         except (OSError, urllib.error.URLError):
             pass  # not listening yet
         time.sleep(0.2)
-    stop(process)
     raise ServerFailedToStart(f"no answer from {health_url} after {timeout_seconds:.0f} s:\n{tail(log_file)}")
 
 
