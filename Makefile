@@ -6,13 +6,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
 KEEP_SERVER ?= 1
+SERVE_PORT ?= 5001
+MODEL ?= models:/tracking-iris-lr@champion
 
 .DEFAULT_GOAL := help
-.PHONY: help setup tutorial test lint clean
+.PHONY: help setup tutorial serve bench-serve test lint clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  Switches: make tutorial PORT=5001 (port 5000 is AirPlay on macOS), KEEP_SERVER=0 (stop after the last step)"
+	@echo "            make serve SERVE_PORT=5002, MODEL=models:/tracking-iris-lr/2 (another version)"
 
 setup: $(VENV)/.installed ## Create .venv from requirements.txt
 
@@ -28,6 +31,12 @@ $(VENV)/.installed: requirements.txt
 
 tutorial: $(VENV)/.installed ## Start the tracking server and run every step of the guide
 	$(BIN)/python scripts/run_tutorial.py --port $(PORT) $(if $(filter 0,$(KEEP_SERVER)),--no-keep-server)
+
+serve: $(VENV)/.installed ## Serve the champion over REST on port 5001 (needs the server of `make tutorial`)
+	$(BIN)/python scripts/serve_model.py --model-uri $(MODEL) --port $(SERVE_PORT) --tracking-uri http://127.0.0.1:$(PORT)
+
+bench-serve: $(VENV)/.installed ## Measure the REST server: requests/s and latency for 1-2 workers, 1-4 clients
+	$(BIN)/python scripts/bench_serving.py
 
 test: $(VENV)/.installed ## Run the whole test suite
 	$(BIN)/python -m pytest

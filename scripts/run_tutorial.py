@@ -71,6 +71,8 @@ def print_next_steps(ui_url: str, keep_server: bool) -> None:
     print("  python model_inferencing.py models:/tracking-iris-lr@champion")
     print("  python get_started.py")
     if keep_server:
+        port_switch = "" if ui_url.endswith(":5000") else f" PORT={ui_url.rsplit(':', 1)[1]}"
+        print(f"  make serve{port_switch}    # step 8: the champion over REST on port 5001")
         print("\nThe server keeps running. Press Ctrl+C to stop it.", flush=True)
 
 

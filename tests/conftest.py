@@ -24,6 +24,9 @@ STRICT_WARNINGS = ",".join(
         "error::FutureWarning",
         # Jupyter's kernel (tornado) asks asyncio for an event loop before starting one; Python 3.12+ warns.
         "ignore:There is no current event loop:DeprecationWarning",
+        # The `mlflow` command imports MLflow's own SQLAlchemy store at start-up (for `mlflow models serve` too),
+        # and SQLAlchemy 2.1 deprecates a loader option that store uses.
+        "ignore:The ``noload`` loader strategy is deprecated:DeprecationWarning",
     ]
 )
 

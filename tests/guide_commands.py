@@ -14,3 +14,23 @@ INFER_FROM_UI_PATH = "python model_inferencing.py {ui_path}"
 INFER_FROM_FOLDER = "python model_inferencing.py {model_folder}"
 INFER_BY_ALIAS = "python model_inferencing.py models:/tracking-iris-lr@champion"
 INFER_BY_VERSION = "python model_inferencing.py models:/tracking-iris-lr/2"
+
+# Step 8, serving. The tests run them on a free port in place of 5001.
+SERVE = "mlflow models serve -m models:/tracking-iris-lr@champion -p 5001 --env-manager local"
+MAKE_SERVE = "make serve"
+PING = "curl -i http://127.0.0.1:5001/ping"
+# A setosa and a virginica, sent in each of the two JSON formats the scoring server reads.
+PREDICT_INPUTS = (
+    "curl http://127.0.0.1:5001/invocations -H 'Content-Type: application/json'"
+    """ -d '{"inputs": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}'"""
+)
+PREDICT_DATAFRAME_SPLIT = (
+    "curl http://127.0.0.1:5001/invocations -H 'Content-Type: application/json'"
+    """ -d '{"dataframe_split": {"columns": ["sepal length (cm)", "sepal width (cm)","""
+    """ "petal length (cm)", "petal width (cm)"], "data": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}}'"""
+)
+
+
+def on_port(command: str, port: int) -> str:
+    """A serving command with the guide's port 5001 replaced by `port`."""
+    return command.replace("5001", str(port))

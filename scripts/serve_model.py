@@ -1,0 +1,75 @@
+"""Serve a registered model over REST: what `make serve` runs.
+
+It hands over to the README's command,
+
+    mlflow models serve -m models:/tracking-iris-lr@champion -p 5001 --env-manager local
+
+after checking, in about a second, what would otherwise fail slowly or with a traceback: the
+tracking server answers, the model version or alias exists, and the port is free.
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # tutorial_utils.py lives at the top of the repository
+
+import server_process  # noqa: E402, I001
+from tutorial_utils import TrackingServerUnavailable, exit_with_error, require_tracking_server  # noqa: E402
+
+# models:/<name>@<alias> or models:/<name>/<version>: a model in the registry.
+REGISTERED_MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(@(?P<alias>[^/]+)|/(?P<version>\d+))$")
+
+
+def check_registered_model(tracking_uri: str, model_uri: str) -> None:
+    """Exit with one line unless the registry holds `model_uri` (asked over REST: no `import mlflow` needed)."""
+    match = REGISTERED_MODEL_URI.match(model_uri)
+    if not match:
+        exit_with_error(f"{model_uri} is not a registry URI: use models:/<name>@<alias> or models:/<name>/<version>")
+    if match["alias"]:
+        endpoint, query = "registered-models/alias", {"name": match["name"], "alias": match["alias"]}
+    else:
+        endpoint, query = "model-versions/get", {"name": match["name"], "version": match["version"]}
+    url = f"{tracking_uri.rstrip('/')}/api/2.0/mlflow/{endpoint}?{urllib.parse.urlencode(query)}"
+    try:
+        urllib.request.urlopen(url, timeout=5).close()
+    except urllib.error.HTTPError as err:
+        message = json.loads(err.read() or b"{}").get("message", f"HTTP {err.code}")
+        exit_with_error(f"cannot serve {model_uri}: {message} (run the notebook first, or `make tutorial`)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-uri", default="models:/tracking-iris-lr@champion")
+    parser.add_argument("--port", type=int, default=5001, help="the port to serve on (default 5001)")
+    parser.add_argument("--tracking-uri", default="http://127.0.0.1:5000", help="the tutorial's tracking server")
+    args = parser.parse_args()
+
+    try:
+        require_tracking_server(args.tracking_uri)
+    except TrackingServerUnavailable as err:
+        exit_with_error(str(err))
+    check_registered_model(args.tracking_uri, args.model_uri)
+    if server_process.port_is_taken(args.port):
+        exit_with_error(f"port {args.port} is already in use: stop that program, or run `make serve SERVE_PORT=...`")
+
+    command = ["mlflow", "models", "serve", "-m", args.model_uri, "-p", str(args.port), "--env-manager", "local"]
+    print(f"MLFLOW_TRACKING_URI={args.tracking_uri} {' '.join(command)}")
+    print(f"It answers on http://127.0.0.1:{args.port}/invocations once uvicorn says it is running. Ctrl+C stops it.")
+    sys.stdout.flush()
+    os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
+    # `mlflow models serve` starts `uvicorn` by name, so the venv's bin folder must be on PATH,
+    # as it is in a terminal where the venv is activated.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    os.execvp(command[0], command)  # replace this process: Ctrl+C goes straight to the server
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""Step 8: `mlflow models serve` puts the champion behind a REST API. Tested over real HTTP."""
+
+import json
+import shlex
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import mlflow
+import pytest
+import server_process
+from conftest import REPO, run_command, step_env
+from expected_state import MODEL_NAME
+from guide_commands import MAKE_SERVE, PING, PREDICT_DATAFRAME_SPLIT, PREDICT_INPUTS, SERVE, on_port
+from scoring_load import run_load
+from sklearn.datasets import load_iris
+
+IRIS = load_iris(as_frame=True).frame.drop(columns="target")
+
+
+@pytest.fixture(scope="module")
+def scoring_server(tracking_server, notebook_run, tmp_path_factory) -> str:
+    """The README's `mlflow models serve` command, on a free port, as its own process group."""
+    port = server_process.free_port()
+    log_file = tmp_path_factory.mktemp("scoring-server") / "serve.log"
+    server = server_process.start(
+        shlex.split(on_port(SERVE, port)), log_file, cwd=REPO, env=step_env(tracking_server.url)
+    )
+    try:
+        server_process.wait_until_healthy(server, f"http://127.0.0.1:{port}/ping", log_file)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server_process.stop(server)
+
+
+@pytest.fixture(scope="module")
+def champion(tracking_server, notebook_run):
+    """The same model, loaded in this process: what the server's answers must equal."""
+    mlflow.set_tracking_uri(tracking_server.url)
+    return mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion")
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def post(url: str, body: bytes) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_ping_answers(scoring_server):
+    result = subprocess.run(shlex.split(on_port(PING, port_of(scoring_server))), capture_output=True, text=True)
+    assert result.stdout.startswith("HTTP/1.1 200 OK"), result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("command", [PREDICT_INPUTS, PREDICT_DATAFRAME_SPLIT], ids=["inputs", "dataframe_split"])
+def test_readme_curl_commands_return_the_champions_predictions(scoring_server, champion, command):
+    command = on_port(command, port_of(scoring_server))
+    result = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    # The README's two flowers: a setosa (0) and a virginica (2).
+    assert json.loads(result.stdout) == {"predictions": [0, 2]}
+    assert champion.predict(IRIS.iloc[[0, 100]].to_numpy()).tolist() == [0, 2]
+
+
+@pytest.mark.parametrize("payload_format", ["inputs", "dataframe_split"])
+def test_predictions_over_http_equal_pyfunc_predictions(scoring_server, champion, payload_format):
+    """All 150 iris flowers, in one request."""
+    if payload_format == "inputs":
+        payload = {"inputs": IRIS.to_numpy().tolist()}
+    else:
+        payload = {"dataframe_split": IRIS.to_dict(orient="split", index=False)}
+    status, answer = post(f"{scoring_server}/invocations", json.dumps(payload).encode())
+    assert status == 200, answer
+    assert answer["predictions"] == champion.predict(IRIS.to_numpy()).tolist()
+    assert set(answer["predictions"]) == {0, 1, 2}
+
+
+@pytest.mark.parametrize(
+    "body, expected_message",
+    [
+        (b'{"inputs": [[5.1, 3.5, 1.4', "valid JSON"),  # malformed JSON
+        (b'{"inputs": [[5.1, 3.5, 1.4]]}', "does not match expected shape"),  # 3 features instead of 4
+        (b"", "valid JSON"),  # empty body
+    ],
+    ids=["malformed-json", "three-features", "empty-body"],
+)
+def test_bad_requests_get_a_readable_4xx_and_the_server_keeps_serving(scoring_server, body, expected_message):
+    status, answer = post(f"{scoring_server}/invocations", body)
+    assert 400 <= status < 500
+    assert expected_message in answer["message"]
+    status, answer = post(f"{scoring_server}/invocations", b'{"inputs": [[5.1, 3.5, 1.4, 0.2]]}')
+    assert (status, answer) == (200, {"predictions": [0]})
+
+
+def test_four_clients_send_2000_requests_without_an_error(scoring_server):
+    virginica = {"inputs": [[6.7, 3.0, 5.2, 2.3]]}
+    result = run_load(f"{scoring_server}/invocations", virginica, clients=4, total_requests=2000)
+    assert result.errors == 0, result.first_error
+    assert len(result.latencies_ms) == 2000
+    print(f"\n4 clients: {result.requests_per_second:.0f} req/s, p99 {result.percentile_ms(99):.1f} ms")
+
+
+def test_make_serve_serves_the_champion(tracking_server, notebook_run, tmp_path):
+    port = server_process.free_port()
+    command = shlex.split(MAKE_SERVE) + [f"PORT={port_of(tracking_server.url)}", f"SERVE_PORT={port}"]
+    server = server_process.start(command, tmp_path / "make-serve.log", cwd=REPO, env=step_env(tracking_server.url))
+    try:
+        server_process.wait_until_healthy(server, f"http://127.0.0.1:{port}/ping", tmp_path / "make-serve.log")
+        status, answer = post(f"http://127.0.0.1:{port}/invocations", b'{"inputs": [[6.7, 3.0, 5.2, 2.3]]}')
+        assert (status, answer) == (200, {"predictions": [2]})
+    finally:
+        server_process.stop(server)
+
+
+@pytest.mark.parametrize(
+    "make_arguments, expected_message",
+    [
+        (["PORT={free_port}"], "no MLflow tracking server answers"),
+        (["PORT={tracking_port}", "MODEL=models:/tracking-iris-lr@no-such-alias"], "alias no-such-alias not found"),
+    ],
+    ids=["no-tracking-server", "unknown-alias"],
+)
+def test_make_serve_says_what_is_missing_in_one_line(tracking_server, notebook_run, make_arguments, expected_message):
+    ports = {"free_port": server_process.free_port(), "tracking_port": port_of(tracking_server.url)}
+    command = " ".join([MAKE_SERVE, *(argument.format(**ports) for argument in make_arguments)])
+    started = time.monotonic()
+    result = run_command(command, tracking_server.url, timeout=60)
+    assert time.monotonic() - started < 3
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert expected_message in error
