@@ -10,7 +10,7 @@ SERVE_PORT ?= 5001
 MODEL ?= models:/tracking-iris-lr@champion
 
 .DEFAULT_GOAL := help
-.PHONY: help setup tutorial serve bench-serve test lint clean
+.PHONY: help setup tutorial serve bench-serve screenshots test lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,6 +29,11 @@ $(VENV)/.installed: requirements.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode -r requirements.txt
 	touch $@
 
+# The tests and `make screenshots` also need Playwright (requirements-dev.txt).
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode -r requirements-dev.txt
+	touch $@
+
 tutorial: $(VENV)/.installed ## Start the tracking server and run every step of the guide
 	$(BIN)/python scripts/run_tutorial.py --port $(PORT) $(if $(filter 0,$(KEEP_SERVER)),--no-keep-server)
 
@@ -38,7 +43,10 @@ serve: $(VENV)/.installed ## Serve the champion over REST on port 5001 (needs th
 bench-serve: $(VENV)/.installed ## Measure the REST server: requests/s and latency for 1-2 workers, 1-4 clients
 	$(BIN)/python scripts/bench_serving.py
 
-test: $(VENV)/.installed ## Run the whole test suite
+screenshots: $(VENV)/.installed-dev ## Remake images/ from a live run, in headless Chromium
+	$(BIN)/python scripts/take_screenshots.py
+
+test: $(VENV)/.installed-dev ## Run the whole test suite
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed ## Check the code's style with ruff (settings in pyproject.toml)

@@ -43,27 +43,8 @@ class TrackingServer:
 @contextmanager
 def running_tracking_server(root: Path):
     """A real `mlflow server` on a free loopback port, keeping mlflow.db and mlartifacts/ in `root`."""
-    port = server_process.free_port()
-    # fmt: off
-    command = [
-        str(VENV_BIN / "mlflow"), "server",
-        "--host", "127.0.0.1", "--port", str(port),
-        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-        "--artifacts-destination", str(root / "mlartifacts"),
-        # One worker boots in half the time of the default four, and the tests send one request at a time.
-        "--workers", "1",
-    ]
-    # fmt: on
-    # The job runner serves GenAI features (scorers, judges) that the guide does not use; skipping it
-    # saves seven processes and seconds of start-up on a two-core machine.
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    log_file = root / "server.log"
-    server = server_process.start(command, log_file, cwd=root, env=env)
-    try:
-        server_process.wait_until_healthy(server, f"http://127.0.0.1:{port}/health", log_file)
-        yield TrackingServer(url=f"http://127.0.0.1:{port}", root=root)
-    finally:
-        server_process.stop(server)
+    with server_process.running_tracking_server(root) as url:
+        yield TrackingServer(url=url, root=root)
 
 
 @pytest.fixture(scope="session")
@@ -80,6 +61,7 @@ def step_env(tracking_uri: str) -> dict:
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
         "MLFLOW_TRACKING_URI": tracking_uri,
         "PYTHONWARNINGS": STRICT_WARNINGS,
+        "MLFLOW_DISABLE_TELEMETRY": "true",  # the tests' traffic stays on loopback
     }
 
 

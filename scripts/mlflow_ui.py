@@ -1,0 +1,84 @@
+"""Drive the MLflow UI in headless Chromium with Playwright: shared by `make screenshots` and the browser tests.
+
+The MLflow 3 UI opens in its GenAI view, with a telemetry notice and the MLflow Assistant panel.
+`open_model_training` switches to the "Model training" view and closes both, so a page shows
+what the guide talks about.
+"""
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+VIEWPORT = {"width": 1440, "height": 900}
+# Debian's `chromium` package. Playwright's own download (`playwright install chromium`) works too:
+# where no system Chromium is found, Playwright uses its own.
+SYSTEM_CHROMIUM_PATHS = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+# Root has no user namespaces for Chromium's sandbox in a container; the rest keeps the browser quiet and offline.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+
+
+def chromium_path() -> str | None:
+    """$CHROMIUM_PATH, else the first system Chromium found; None means Playwright's own browser."""
+    candidates = [os.environ.get("CHROMIUM_PATH", ""), *SYSTEM_CHROMIUM_PATHS]
+    return next((path for path in candidates if path and Path(path).is_file()), None)
+
+
+def browser_is_available() -> tuple[bool, str]:
+    """Whether a browser can be started here, and if not, why."""
+    if chromium_path() or shutil.which("chromium"):
+        return True, ""
+    playwright_browsers = Path(os.environ.get("PLAYWRIGHT_BROWSERS_PATH", Path.home() / ".cache/ms-playwright"))
+    if any(playwright_browsers.glob("chromium*")):
+        return True, ""
+    return False, "no Chromium: install Debian's `chromium` package, or run `playwright install chromium`"
+
+
+@contextmanager
+def browser_page(base_url: str) -> Iterator[Page]:
+    """A headless Chromium tab at a fixed viewport that may only talk to the MLflow server under test."""
+    allowed_host = urlsplit(base_url).hostname
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport=VIEWPORT)
+            # The UI asks the internet for telemetry settings; keep every request on loopback.
+            context.route("**/*", lambda route: _only_to(allowed_host, route))
+            page = context.new_page()
+            page.set_default_timeout(30_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def _only_to(allowed_host: str, route) -> None:
+    """Let a request through if it goes to the server under test; abort it otherwise."""
+    if urlsplit(route.request.url).hostname == allowed_host:
+        route.continue_()
+    else:
+        route.abort()
+
+
+def open_model_training(page: Page, base_url: str) -> None:
+    """Open the UI's home page in the "Model training" view, with the notice and the assistant closed."""
+    page.goto(base_url)
+    page.get_by_role("button", name="Model training").click()
+    telemetry_notice_close = page.get_by_role("button", name="Close alert")
+    assistant_panel_close = page.get_by_role("button", name="Close", exact=True)
+    for close_button in (telemetry_notice_close, assistant_panel_close):
+        try:
+            close_button.click(timeout=3_000)
+        except PlaywrightTimeoutError:
+            pass  # not shown this time (a later MLflow may drop it)
+
+
+def go_to(page: Page, base_url: str, route: str, wait_for_text: str) -> None:
+    """Open a page of the UI (its `#/...` route) and wait until it shows `wait_for_text`."""
+    page.goto(f"{base_url}/#/{route}")
+    page.get_by_text(wait_for_text, exact=True).first.wait_for()
+    page.wait_for_timeout(500)  # let charts and tables finish drawing

@@ -1,0 +1,121 @@
+"""Make every screenshot in images/ from a live run: what `make screenshots` runs.
+
+It starts a throwaway tracking server (its data in a temp folder), runs the guide's steps
+against it, and photographs the UI in headless Chromium at each point the README shows.
+Everything it started is stopped at the end, and the repository's own mlflow.db is not touched.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import server_process
+from mlflow import MlflowClient
+from mlflow_ui import browser_page, go_to, open_model_training
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGES = REPO / "images"
+MODEL_NAME = "tracking-iris-lr"
+
+
+def run_step(command: list[str], tracking_uri: str) -> None:
+    """Run one of the guide's steps against the throwaway server, as a reader would."""
+    print(f"  {' '.join(command)}", flush=True)
+    venv_bin = Path(sys.executable).parent
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run(command, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
+
+
+def save(page, name: str) -> None:
+    page.screenshot(path=IMAGES / name)
+    print(f"  images/{name}", flush=True)
+
+
+def photograph_smoke_test(page, url: str, client: MlflowClient) -> None:
+    experiment = client.get_experiment_by_name("my_experiment")
+    [run] = client.search_runs([experiment.experiment_id])
+    go_to(page, url, f"experiments/{experiment.experiment_id}", run.info.run_name)
+    save(page, "02-smoke-test-experiment.png")
+    go_to(page, url, f"experiments/{experiment.experiment_id}/runs/{run.info.run_id}", "metric1")
+    save(page, "03-smoke-test-run.png")
+
+
+def photograph_ml_project(page, url: str, client: MlflowClient) -> None:
+    experiment = client.get_experiment_by_name("Iris Classification Experiment")
+    runs = {run.info.run_name: run for run in client.search_runs([experiment.experiment_id])}
+    champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
+    best_model_id = champion.source.removeprefix("models:/")
+    experiment_route = f"experiments/{experiment.experiment_id}"
+
+    go_to(page, url, experiment_route, "lr-C-1.5")
+    save(page, "04-iris-runs.png")
+
+    # The logged model's files, and the path to copy for inference.
+    go_to(page, url, f"{experiment_route}/models/{best_model_id}", "Register model")
+    page.get_by_role("link", name="Artifacts", exact=True).click()
+    page.get_by_text("input_example.json", exact=True).wait_for()
+    page.get_by_text("MLmodel", exact=True).click()
+    page.get_by_text("Path: mlflow-artifacts:/", exact=False).first.wait_for()
+    save(page, "05-logged-model-artifacts.png")
+
+    # The register dialog, as a reader fills it in for the UI way of step 7 (not submitted).
+    page.get_by_role("button", name="Register model").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_role("combobox").click(force=True)
+    page.locator(".du-bois-light-select-item-option").filter(has_text=MODEL_NAME).first.click()
+    page.wait_for_timeout(300)
+    save(page, "10-register-model-dialog.png")
+    dialog.get_by_role("button", name="Cancel").click()
+
+    # Compare the three runs on the metric that tells them apart: cv_log_loss.
+    go_to(page, url, experiment_route, "lr-C-1.5")
+    page.get_by_role("checkbox", name="Select all runs").click()
+    page.get_by_role("button", name="Compare").click()
+    page.get_by_text("Metrics:", exact=True).wait_for()
+    metric_tags = page.locator(".du-bois-light-select-selection-item")
+    metric_tags.filter(has_text="accuracy").locator(".du-bois-light-select-selection-item-remove").click()
+    page.get_by_role("combobox").nth(1).click(force=True)
+    page.locator(".du-bois-light-select-item-option").filter(has_text="cv_log_loss").click()
+    page.keyboard.press("Escape")
+    page.wait_for_timeout(1000)
+    save(page, "06-compare-runs.png")
+
+    best_run = runs["lr-C-1.5"]
+    go_to(page, url, f"{experiment_route}/runs/{best_run.info.run_id}", "cv_log_loss")
+    page.get_by_role("tab", name="Artifacts").click()
+    page.get_by_text("confusion_matrix.png", exact=True).click()
+    page.get_by_role("img", name="confusion_matrix.png").wait_for()
+    page.wait_for_timeout(500)
+    save(page, "07-confusion-matrix.png")
+
+    go_to(page, url, f"models/{MODEL_NAME}", "Version 3")
+    save(page, "08-registered-model-versions.png")
+    go_to(page, url, f"models/{MODEL_NAME}/versions/{champion.version}", "validation_status")
+    save(page, "09-champion-version.png")
+
+
+def main() -> None:
+    started = time.monotonic()
+    IMAGES.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory() as temp:
+        print("Starting a throwaway tracking server", flush=True)
+        with server_process.running_tracking_server(Path(temp)) as url:
+            client = MlflowClient(tracking_uri=url, registry_uri=url)
+            with browser_page(url) as page:
+                open_model_training(page, url)
+                page.get_by_text("Welcome to MLflow").wait_for()
+                save(page, "01-empty-server.png")
+
+                run_step(["python", "get_started.py"], url)
+                photograph_smoke_test(page, url, client)
+
+                run_step(["jupyter", "execute", "ml_project.ipynb"], url)
+                photograph_ml_project(page, url, client)
+    print(f"Done in {time.monotonic() - started:.0f} s. The server is stopped.")
+
+
+if __name__ == "__main__":
+    main()

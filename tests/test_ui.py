@@ -1,0 +1,106 @@
+"""What the guide says the UI shows, read from the live UI of the test server in headless Chromium.
+
+Each test compares the page with the server's state as MlflowClient reports it.
+"""
+
+import os
+import re
+
+import pytest
+from expected_state import IRIS_EXPERIMENT, MODEL_NAME
+
+pytestmark = pytest.mark.browser
+
+
+def browser_missing(reason: str) -> None:
+    """Skip on a laptop without a browser; in CI a missing browser is a failure, not a skip."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}. CI must run the browser tests: .ci/run installs Chromium.")
+    pytest.skip(reason)
+
+
+class UI:
+    """The test server's UI in one browser tab."""
+
+    def __init__(self, page, base_url: str, go_to):
+        self.page, self.base_url, self._go_to = page, base_url, go_to
+
+    def open(self, route: str, wait_for_text: str):
+        """Open `#/route`, wait until it shows `wait_for_text`, and return the page."""
+        self._go_to(self.page, self.base_url, route, wait_for_text)
+        return self.page
+
+
+@pytest.fixture(scope="module")
+def ui(tracking_server, notebook_run) -> UI:
+    """A headless Chromium tab on the test server's UI, in the "Model training" view."""
+    try:
+        import mlflow_ui
+    except ImportError:
+        browser_missing("Playwright is not installed: `make test` installs requirements-dev.txt")
+    available, reason = mlflow_ui.browser_is_available()
+    if not available:
+        browser_missing(reason)
+    with mlflow_ui.browser_page(tracking_server.url) as page:
+        mlflow_ui.open_model_training(page, tracking_server.url)
+        yield UI(page, tracking_server.url, mlflow_ui.go_to)
+
+
+def numbers_in(text: str) -> list[float]:
+    return [float(number) for number in re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", text)]
+
+
+def test_experiments_page_lists_every_experiment_and_its_runs(ui, tracking_server):
+    client = tracking_server.client()
+    experiments = client.search_experiments()
+    assert IRIS_EXPERIMENT in [experiment.name for experiment in experiments]
+
+    page = ui.open("experiments", IRIS_EXPERIMENT)
+    for experiment in experiments:
+        assert page.get_by_role("link", name=experiment.name, exact=True).count() >= 1, experiment.name
+
+    for experiment in experiments:
+        runs = client.search_runs([experiment.experiment_id])
+        if not runs:
+            continue
+        page = ui.open(f"experiments/{experiment.experiment_id}", runs[0].info.run_name)
+        for run in runs:
+            assert page.get_by_role("link", name=run.info.run_name, exact=True).count() == 1, run.info.run_name
+        assert page.get_by_text(f"{len(runs)} matching runs").count() == 1
+
+
+def test_run_page_shows_its_params_and_metrics(ui, tracking_server):
+    client = tracking_server.client()
+    experiment = client.get_experiment_by_name(IRIS_EXPERIMENT)
+    [run] = client.search_runs([experiment.experiment_id], "attributes.run_name = 'lr-C-1.5'")
+
+    page = ui.open(f"experiments/{experiment.experiment_id}/runs/{run.info.run_id}", "cv_log_loss")
+    for key, value in run.data.params.items():
+        row = page.get_by_role("row").filter(has=page.get_by_text(key, exact=True))
+        assert row.count() == 1, key
+        assert value in row.inner_text().split(), (key, row.inner_text())
+    for key, value in run.data.metrics.items():
+        row = page.get_by_role("row").filter(has=page.get_by_role("link", name=key, exact=True))
+        assert row.count() == 1, key
+        shown = numbers_in(row.inner_text())
+        assert shown and shown[0] == pytest.approx(value, rel=1e-9), (key, row.inner_text())
+
+
+def test_registry_shows_the_versions_and_the_champion_alias(ui, tracking_server):
+    client = tracking_server.client()
+    versions = sorted(int(version.version) for version in client.search_model_versions(f"name = '{MODEL_NAME}'"))
+    champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
+    assert versions == [1, 2, 3]
+
+    page = ui.open(f"models/{MODEL_NAME}", f"Version {versions[-1]}")
+    for version in versions:
+        row = page.get_by_role("row").filter(has=page.get_by_role("link", name=f"Version {version}", exact=True))
+        assert row.count() == 1, version
+        holds_champion = "champion" in row.inner_text()
+        assert holds_champion == (str(version) == champion.version), row.inner_text()
+
+    page = ui.open(f"models/{MODEL_NAME}/versions/{champion.version}", "validation_status")
+    assert page.get_by_text(f"Version {champion.version}", exact=True).count() == 1
+    assert page.get_by_text("champion").count() >= 1
+    tag_row = page.get_by_role("row").filter(has=page.get_by_text("validation_status", exact=True))
+    assert tag_row.inner_text().split()[:2] == ["validation_status", "approved"]
