@@ -2,7 +2,7 @@
 # Only python3 (3.10+) and make are needed: every target builds the venv it uses.
 
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
 KEEP_SERVER ?= 1
@@ -10,7 +10,7 @@ SERVE_PORT ?= 5001
 MODEL ?= models:/tracking-iris-lr@champion
 
 .DEFAULT_GOAL := help
-.PHONY: help setup tutorial serve bench-serve screenshots test lint clean
+.PHONY: help setup tutorial serve bench bench-serve screenshots test test-latest lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -49,9 +49,25 @@ screenshots: $(VENV)/.installed-dev ## Remake images/ from a live run, in headle
 test: $(VENV)/.installed-dev ## Run the whole test suite
 	$(BIN)/python -m pytest
 
+bench: $(VENV)/.installed-dev ## Measure setup, server start, each step, the tutorial and the suite (takes ~30 min)
+	$(BIN)/python scripts/bench.py
+
+# A maintainer's check that the guide still works when MLflow moves on: the same suite in .venv-latest,
+# with the newest mlflow and scikit-learn (unpinned) and the other pins kept. Not part of .ci/run.
+LATEST := .venv-latest
+test-latest: ## Run the suite against the newest mlflow and scikit-learn, in .venv-latest
+	rm -rf $(LATEST) && $(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --disable-pip-version-check uv
+	sed -E 's/^(mlflow|scikit-learn)==[^ ;]*/\1/' requirements.txt > $(LATEST)/requirements.txt
+	cp requirements-dev.txt $(LATEST)/requirements-dev.txt
+	$(LATEST)/bin/uv pip install --quiet --python $(LATEST)/bin/python --compile-bytecode -r $(LATEST)/requirements-dev.txt
+	@$(LATEST)/bin/python -c 'import mlflow, sklearn; print(f"Testing mlflow {mlflow.__version__}, scikit-learn {sklearn.__version__}")'
+	touch $(LATEST)/.installed $(LATEST)/.installed-dev
+	VENV=$(LATEST) $(MAKE) test
+
 lint: $(VENV)/.installed ## Check the code's style with ruff (settings in pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-clean: ## Remove the venv and the tutorial's data (mlflow.db, mlartifacts/)
-	rm -rf $(VENV) mlflow.db mlartifacts mlflow-ui.log .pytest_cache
+clean: ## Remove the venvs and the tutorial's data (mlflow.db, mlartifacts/)
+	rm -rf $(VENV) $(LATEST) mlflow.db mlartifacts mlflow-ui.log .pytest_cache

@@ -26,8 +26,11 @@ def log_smoke_test_run(uri: str) -> str:
     mlflow.set_tracking_uri(uri)
     # Creates the experiment on first use, then reuses it.
     experiment = mlflow.set_experiment(EXPERIMENT_NAME)
+    # Name the experiment on the run: when two scripts create a new experiment at the same moment,
+    # set_experiment can return it without making it active, and a bare start_run() would then
+    # log to the Default experiment (see "Many clients at once" in README.md).
     # The `with` block ends the run (status FINISHED) even if a line inside fails.
-    with mlflow.start_run() as run:
+    with mlflow.start_run(experiment_id=experiment.experiment_id) as run:
         mlflow.log_param("param1", 5)
         mlflow.log_metric("metric1", 0.85)
     return f"{uri.rstrip('/')}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"

@@ -95,7 +95,7 @@ def _group_is_alive(pgid: int) -> bool:
 
 
 @contextmanager
-def running_tracking_server(root: Path) -> Iterator[str]:
+def running_tracking_server(root: Path, workers: int = 1) -> Iterator[str]:
     """A throwaway `mlflow server` on a free loopback port, keeping mlflow.db and mlartifacts/ in `root`.
 
     Yields its URL. The tests and `make screenshots` use it; the guide itself uses `mlflow ui`.
@@ -108,7 +108,7 @@ def running_tracking_server(root: Path) -> Iterator[str]:
         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
         "--artifacts-destination", str(root / "mlartifacts"),
         # One worker boots in half the time of the default four, and one client sends one request at a time.
-        "--workers", "1",
+        "--workers", str(workers),
     ]
     # fmt: on
     env = {

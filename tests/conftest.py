@@ -41,9 +41,9 @@ class TrackingServer:
 
 
 @contextmanager
-def running_tracking_server(root: Path):
+def running_tracking_server(root: Path, workers: int = 1):
     """A real `mlflow server` on a free loopback port, keeping mlflow.db and mlartifacts/ in `root`."""
-    with server_process.running_tracking_server(root) as url:
+    with server_process.running_tracking_server(root, workers) as url:
         yield TrackingServer(url=url, root=root)
 
 
@@ -52,6 +52,13 @@ def tracking_server(tmp_path_factory) -> TrackingServer:
     """One throwaway tracking server for the whole session, its data in a temp dir."""
     with running_tracking_server(tmp_path_factory.mktemp("tracking-server")) as server:
         yield server
+
+
+def missing_service(reason: str) -> None:
+    """Skip a test that needs a service this machine lacks; in CI, where .ci/run installs it, fail instead."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}. In CI this is a failure: .ci/run installs what the tests need.")
+    pytest.skip(reason)
 
 
 def step_env(tracking_uri: str) -> dict:
@@ -65,11 +72,12 @@ def step_env(tracking_uri: str) -> dict:
     }
 
 
-def run_command(command: str, tracking_uri: str, cwd: Path = REPO, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_command(
+    command: str, tracking_uri: str, cwd: Path = REPO, timeout: float = 300, extra_env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run a command as the README shows it (e.g. "python get_started.py") and capture its output."""
-    return subprocess.run(
-        shlex.split(command), cwd=cwd, env=step_env(tracking_uri), capture_output=True, text=True, timeout=timeout
-    )
+    env = {**step_env(tracking_uri), **(extra_env or {})}
+    return subprocess.run(shlex.split(command), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *expected: str, exit_code: int = 2) -> None:

@@ -34,3 +34,19 @@ PREDICT_DATAFRAME_SPLIT = (
 def on_port(command: str, port: int) -> str:
     """A serving command with the guide's port 5001 replaced by `port`."""
     return command.replace("5001", str(port))
+
+
+# "From laptop to team server". The tests replace the database's address, the port and --host 0.0.0.0
+# (they bind to 127.0.0.1 only); every flag stays. deploy/docker-compose.yml carries the same flags.
+TEAM_SERVER = (
+    "mlflow server --backend-store-uri postgresql://mlflow@postgres:5432/mlflow"
+    " --artifacts-destination s3://mlflow-artifacts --serve-artifacts"
+    " --host 0.0.0.0 --port 5000 --allowed-hosts mlflow.example.com,localhost:5000,127.0.0.1:5000"
+    " --workers 4 --app-name basic-auth"
+)
+# The admin changes a password; the tests put real ones in place of OLD_PASSWORD and NEW_PASSWORD.
+CHANGE_ADMIN_PASSWORD = (
+    "curl -u admin:OLD_PASSWORD -X PATCH http://127.0.0.1:5000/api/2.0/mlflow/users/update-password"
+    """ -H 'Content-Type: application/json' -d '{"username": "admin", "current_password": "OLD_PASSWORD","""
+    """ "password": "NEW_PASSWORD"}'"""
+)

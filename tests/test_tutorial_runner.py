@@ -6,13 +6,14 @@ import subprocess
 
 import pytest
 import server_process
-from conftest import REPO, running_tracking_server
+from conftest import REPO, VENV_BIN, running_tracking_server
 from expected_state import assert_notebook_results, assert_smoke_test_runs
 from guide_commands import TUTORIAL
 
-# What a fresh clone has; the copy shares this checkout's .venv instead of building its own.
+# What a fresh clone has; the copy shares the venv that runs these tests instead of building its own
+# (.venv, or .venv-latest under `make test-latest`, which passes VENV to make through the environment).
 NOT_COPIED = shutil.ignore_patterns(
-    ".git", ".venv", "mlflow.db", "mlartifacts", "mlflow-ui.log", "__pycache__", ".*cache"
+    ".git", ".venv*", "mlflow.db", "mlartifacts", "mlflow-ui.log", "__pycache__", ".*cache"
 )
 
 
@@ -20,7 +21,7 @@ NOT_COPIED = shutil.ignore_patterns(
 def fresh_checkout(tmp_path):
     checkout = tmp_path / "mlflow-starter"
     shutil.copytree(REPO, checkout, ignore=NOT_COPIED)  # copy2 keeps mtimes, so make sees .venv as up to date
-    (checkout / ".venv").symlink_to(REPO / ".venv")
+    (checkout / VENV_BIN.parent.name).symlink_to(VENV_BIN.parent)
     return checkout
 
 

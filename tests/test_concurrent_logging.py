@@ -1,0 +1,47 @@
+"""Many clients logging at once, into one brand-new experiment: no run may be lost, misfiled or failed.
+
+The same check runs on PostgreSQL in test_team_server.py.
+"""
+
+import mlflow
+import mlflow.tracking.fluent
+from concurrent_logging import run_clients
+from conftest import running_tracking_server
+from mlflow.tracking._tracking_service.client import TrackingServiceClient
+
+
+def test_eight_clients_log_200_runs_on_sqlite_with_four_workers(tmp_path, capsys):
+    with running_tracking_server(tmp_path, workers=4) as server:
+        result = run_clients(server.url, "concurrency-sqlite", 8, runs_per_client=25, explicit_experiment_id=True)
+    with capsys.disabled():
+        print("\n" + result.summary("SQLite, 4 workers"))
+    assert (result.lost, result.misfiled, result.failed) == (0, 0, 0), result.first_error
+    assert result.runs_in_experiment == 200
+
+
+def test_a_client_that_loses_the_race_to_create_the_experiment_logs_to_default(tracking_server, monkeypatch):
+    """MLflow's pitfall, made deterministic: another client creates the experiment between this client's
+    lookup and its create call. set_experiment still returns the experiment, but leaves no active
+    experiment, so a bare start_run() goes to Default (id 0). Naming the experiment on the run is safe."""
+    mlflow.set_tracking_uri(tracking_server.url)
+    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    tracking_server.client().create_experiment("raced-experiment")  # the other client wins the race
+
+    real_lookup = TrackingServiceClient.get_experiment_by_name
+    lookups = []
+
+    def lookup_before_the_other_client_created_it(self, name):
+        lookups.append(name)
+        return None if len(lookups) == 1 else real_lookup(self, name)
+
+    monkeypatch.setattr(TrackingServiceClient, "get_experiment_by_name", lookup_before_the_other_client_created_it)
+    experiment = mlflow.set_experiment("raced-experiment")  # its create call gets RESOURCE_ALREADY_EXISTS
+    assert experiment.name == "raced-experiment" and len(lookups) == 2
+
+    with mlflow.start_run() as bare_run:
+        pass
+    with mlflow.start_run(experiment_id=experiment.experiment_id) as named_run:
+        pass
+    assert bare_run.info.experiment_id == "0"  # misfiled into Default
+    assert named_run.info.experiment_id == experiment.experiment_id

@@ -1,0 +1,71 @@
+"""deploy/: the docker-compose setup for a team server. Docker cannot pull images here, so these tests
+read the files: the compose file parses, and its server runs the README's command, flag for flag."""
+
+import configparser
+import re
+import shlex
+import subprocess
+
+import yaml
+from conftest import REPO
+from guide_commands import TEAM_SERVER
+
+DEPLOY = REPO / "deploy"
+COMPOSE = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+
+
+def flags(command: list[str]) -> dict:
+    """`--name value` and bare `--name` pairs of a command line, in a dict."""
+    result, name = {}, None
+    for word in command:
+        if word.startswith("--"):
+            name = word
+            result[name] = None
+        elif name:
+            result[name], name = word, None
+    return result
+
+
+def test_compose_has_the_services_with_healthchecks():
+    services = COMPOSE["services"]
+    assert set(services) == {"postgres", "minio", "create-bucket", "mlflow"}
+    for name in ("postgres", "minio", "mlflow"):
+        assert "healthcheck" in services[name], name
+    assert services["mlflow"]["depends_on"] == {
+        "postgres": {"condition": "service_healthy"},
+        "create-bucket": {"condition": "service_completed_successfully"},
+    }
+    assert "mlflow-artifacts" in services["create-bucket"]["entrypoint"]
+
+
+def test_compose_server_command_is_the_readme_command():
+    compose_command = [str(word) for word in COMPOSE["services"]["mlflow"]["command"]]
+    readme_command = shlex.split(TEAM_SERVER)
+    assert compose_command[:2] == readme_command[:2] == ["mlflow", "server"]
+    assert flags(compose_command) == flags(readme_command)
+    team_flags = {"--backend-store-uri", "--artifacts-destination", "--app-name", "--allowed-hosts", "--workers"}
+    assert team_flags <= set(flags(readme_command))
+
+
+def test_every_secret_comes_from_env_and_is_listed_in_env_example():
+    compose_text = (DEPLOY / "docker-compose.yml").read_text()
+    used = set(re.findall(r"\$\{([A-Z_]+)", compose_text))
+    example = dict(
+        line.split("=", 1) for line in (DEPLOY / ".env.example").read_text().splitlines() if line and line[0] != "#"
+    )
+    assert used == set(example)
+
+
+def test_auth_config_holds_no_secret():
+    config = configparser.ConfigParser()
+    config.read(DEPLOY / "basic_auth.ini")
+    assert "admin_password" not in config["mlflow"]  # it comes from $MLFLOW_AUTH_ADMIN_PASSWORD
+    # postgresql://user@host: no ":password" before the "@"; the driver reads $PGPASSWORD.
+    assert re.fullmatch(r"postgresql://[^:@/]+@[^/]+/\w+", config["mlflow"]["database_uri"])
+
+
+def test_env_files_with_secrets_are_ignored_by_git():
+    ignored = subprocess.run(["git", "check-ignore", "deploy/.env", ".env"], cwd=REPO, capture_output=True, text=True)
+    assert ignored.stdout.split() == ["deploy/.env", ".env"]
+    example = subprocess.run(["git", "check-ignore", "deploy/.env.example"], cwd=REPO, capture_output=True)
+    assert example.returncode == 1  # not ignored: it ships
