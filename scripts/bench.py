@@ -116,7 +116,7 @@ class Table:
         print(f"\n{time.strftime('%Y-%m-%d')}, {machine}")
         print(f"{'what':<60} {'median s':>9} {'min':>7} {'max':>7} {'runs':>5}")
         for name, (median, low, high, count) in self.rows.items():
-            print(f"{name:<60} {median:>9.1f} {low:>7.1f} {high:>7.1f} {count:>5}")
+            print(f"{name:<60} {median:>9.2f} {low:>7.2f} {high:>7.2f} {count:>5}")
 
 
 def main() -> None:

@@ -4,6 +4,8 @@ Each test compares the page with the server's state as MlflowClient reports it.
 """
 
 import re
+import tempfile
+from pathlib import Path
 
 import pytest
 from conftest import missing_service
@@ -20,7 +22,14 @@ class UI:
 
     def open(self, route: str, wait_for_text: str):
         """Open `#/route`, wait until it shows `wait_for_text`, and return the page."""
-        self._go_to(self.page, self.base_url, route, wait_for_text)
+        try:
+            self._go_to(self.page, self.base_url, route, wait_for_text)
+        except Exception:
+            # What the browser showed instead: the screenshot is the first thing to look at.
+            screenshot = Path(tempfile.gettempdir()) / f"test_ui-{route.replace('/', '_')}.png"
+            self.page.screenshot(path=screenshot)
+            print(f"The page at #/{route} did not show {wait_for_text!r}; screenshot: {screenshot}")
+            raise
         return self.page
 
 
