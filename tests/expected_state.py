@@ -3,6 +3,9 @@
 Shared by every test that runs the steps, whatever server or backend they ran against.
 """
 
+import json
+
+import mlflow
 from mlflow import MlflowClient
 
 IRIS_EXPERIMENT = "Iris Classification Experiment"
@@ -66,3 +69,15 @@ def assert_notebook_results(client: MlflowClient, times_run: int) -> None:
     champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
     assert int(champion.version) == 3 * times_run
     assert client.get_registered_model(MODEL_NAME).aliases == {"champion": champion.version}
+
+
+def expected_predictions(model_uri: str) -> list:
+    """What `model_inferencing.py` must print for a model: pyfunc's predictions on its own input example."""
+    model = mlflow.pyfunc.load_model(model_uri)
+    return model.predict(model.input_example).tolist()
+
+
+def printed_predictions(stdout: str) -> list:
+    """The list on the "Predictions: [...]" line that `model_inferencing.py` prints."""
+    [line] = [line for line in stdout.splitlines() if line.startswith("Predictions: ")]
+    return json.loads(line.removeprefix("Predictions: "))

@@ -1,6 +1,5 @@
 """Step 4: `python model_inferencing.py MODEL` prints the model's predictions for its own input example."""
 
-import json
 import time
 from pathlib import Path
 
@@ -8,7 +7,7 @@ import mlflow
 import pytest
 import server_process
 from conftest import assert_one_line_error, run_command
-from expected_state import MODEL_NAME
+from expected_state import MODEL_NAME, expected_predictions, printed_predictions
 from guide_commands import INFER_BY_ALIAS, INFER_BY_VERSION, INFER_FROM_FOLDER, INFER_FROM_UI_PATH
 
 
@@ -23,16 +22,6 @@ def champion_model_folder(tracking_server) -> Path:
     """The same files on the server's disk, in the mlartifacts/ folder that `mlflow ui` serves."""
     location = champion_location(tracking_server)
     return tracking_server.root / "mlartifacts" / location.removeprefix("mlflow-artifacts:/")
-
-
-def expected_predictions(model_uri: str) -> list:
-    model = mlflow.pyfunc.load_model(model_uri)
-    return model.predict(model.input_example).tolist()
-
-
-def printed_predictions(stdout: str) -> list:
-    [line] = [line for line in stdout.splitlines() if line.startswith("Predictions: ")]
-    return json.loads(line.removeprefix("Predictions: "))
 
 
 def test_inference_from_the_model_folder(tracking_server, notebook_run):

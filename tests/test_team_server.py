@@ -16,10 +16,16 @@ import server_process
 import team_services
 from concurrent_logging import run_clients
 from conftest import REPO, VENV_BIN, missing_service, run_command
-from expected_state import IRIS_EXPERIMENT, MODEL_NAME, assert_notebook_results, assert_smoke_test_runs
+from expected_state import (
+    IRIS_EXPERIMENT,
+    MODEL_NAME,
+    assert_notebook_results,
+    assert_smoke_test_runs,
+    expected_predictions,
+    printed_predictions,
+)
 from guide_commands import CHANGE_ADMIN_PASSWORD, INFER_BY_ALIAS, RUN_NOTEBOOK, SMOKE_TEST, TEAM_SERVER
 from mlflow import MlflowClient
-from test_model_inferencing import expected_predictions, printed_predictions
 
 pytestmark = pytest.mark.postgres
 
@@ -45,6 +51,7 @@ class TeamServer:
 
     def __init__(self, postgres, s3_url: str, folder: Path, auth: bool = True):
         self.postgres, self.folder, self.port, self.auth = postgres, folder, server_process.free_port(), auth
+        self.s3_url = s3_url
         self.url = f"http://127.0.0.1:{self.port}"
         auth_config = (REPO / "deploy" / "basic_auth.ini").read_text()
         (folder / "basic_auth.ini").write_text(auth_config.replace("postgres:5432", f"127.0.0.1:{postgres.port}"))
@@ -110,7 +117,6 @@ def team_server(postgres, tmp_path_factory):
     folder = tmp_path_factory.mktemp("team-server")
     with team_services.running_s3(folder) as s3_url:
         server = TeamServer(postgres, s3_url, folder)
-        server.s3_url = s3_url
         server.start()
         try:
             yield server
