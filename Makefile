@@ -35,22 +35,22 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	touch $@
 
 tutorial: $(VENV)/.installed ## Start the tracking server and run every step of the guide
-	$(BIN)/python scripts/run_tutorial.py --port $(PORT) $(if $(filter 0,$(KEEP_SERVER)),--no-keep-server)
+	$(BIN)/python -m tutorial.run --port $(PORT) $(if $(filter 0,$(KEEP_SERVER)),--no-keep-server)
 
 serve: $(VENV)/.installed ## Serve the champion over REST on port 5001 (needs the server of `make tutorial`)
-	$(BIN)/python scripts/serve_model.py --model-uri $(MODEL) --port $(SERVE_PORT) --tracking-uri http://127.0.0.1:$(PORT)
+	$(BIN)/python -m tutorial.serve --model-uri $(MODEL) --port $(SERVE_PORT) --tracking-uri http://127.0.0.1:$(PORT)
 
 bench-serve: $(VENV)/.installed ## Measure the REST server: requests/s and latency for 1-2 workers, 1-4 clients
-	$(BIN)/python scripts/bench_serving.py
+	$(BIN)/python -m maintainer.bench_serving
 
 screenshots: $(VENV)/.installed-dev ## Remake images/ from a live run, in headless Chromium
-	$(BIN)/python scripts/take_screenshots.py
+	$(BIN)/python -m maintainer.screenshots
 
 test: $(VENV)/.installed-dev ## Run the whole test suite
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed-dev ## Measure setup, server start, each step, the tutorial and the suite (takes ~30 min)
-	$(BIN)/python scripts/bench.py
+	$(BIN)/python -m maintainer.bench
 
 # A maintainer's check that the guide still works when MLflow moves on: the same suite in .venv-latest,
 # with the newest mlflow and scikit-learn (unpinned) and the other pins kept. Not part of .ci/run.

@@ -1,24 +1,50 @@
-"""Step 3 of the guide: a smoke test that logs one param and one metric to the tracking server.
+"""The guide's smoke test: log one param and one metric to the tracking server.
 
     python get_started.py
 
 The server comes from $MLFLOW_TRACKING_URI (default http://127.0.0.1:5000).
+This file stands alone: copy it into any project with MLflow installed and it runs.
 """
 
 import argparse
-
-from tutorial_utils import (
-    TrackingServerUnavailable,
-    exit_with_error,
-    require_tracking_server,
-    tracking_uri,
-)
+import os
+import sys
+import urllib.error
+import urllib.request
+from typing import NoReturn
 
 EXPERIMENT_NAME = "my_experiment"
 
 
-def log_smoke_test_run(uri: str) -> str:
-    """Log param1=5 and metric1=0.85 in a new run of `my_experiment`; return the run's UI link."""
+def exit_with_error(message: str) -> NoReturn:
+    """A user's mistake gets one line and exit code 2, not a traceback."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_tracking_server(uri: str) -> None:
+    """Exit with one line unless an MLflow server answers at `uri`.
+
+    Without this check, MLflow retries a server that is not there for minutes before it fails.
+    """
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=2) as response:
+            response.read()
+    except urllib.error.HTTPError as err:
+        # Something listens, but it is not MLflow: on macOS, AirPlay Receiver holds port 5000.
+        exit_with_error(
+            f"{uri} answered HTTP {err.code}, so it is not an MLflow server (on macOS, AirPlay uses port 5000): "
+            "start MLflow with `mlflow ui --port 5001` and set MLFLOW_TRACKING_URI=http://127.0.0.1:5001"
+        )
+    except (OSError, ValueError) as err:
+        exit_with_error(
+            f"no MLflow tracking server answers at {uri} ({getattr(err, 'reason', err)}): start it with "
+            "`mlflow ui` in another terminal (or run `make tutorial`), or set MLFLOW_TRACKING_URI to your server"
+        )
+
+
+def log_smoke_test_run(uri: str) -> None:
+    """Log param1=5 and metric1=0.85 in a new run of `my_experiment`."""
     # Imported here, after the server check: importing MLflow takes seconds,
     # and a missing server should be reported at once.
     import mlflow
@@ -28,27 +54,30 @@ def log_smoke_test_run(uri: str) -> str:
     experiment = mlflow.set_experiment(EXPERIMENT_NAME)
     # Name the experiment on the run: when two scripts create a new experiment at the same moment,
     # set_experiment can return it without making it active, and a bare start_run() would then
-    # log to the Default experiment (see "Many clients at once" in README.md).
-    # The `with` block ends the run (status FINISHED) even if a line inside fails.
-    with mlflow.start_run(experiment_id=experiment.experiment_id) as run:
+    # log to the Default experiment.
+    # The `with` block ends the run (status FINISHED) even if a line inside fails, and MLflow
+    # prints the run's link in the UI when it ends.
+    with mlflow.start_run(experiment_id=experiment.experiment_id):
         mlflow.log_param("param1", 5)
         mlflow.log_metric("metric1", 0.85)
-    return f"{uri.rstrip('/')}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tracking-uri", default=tracking_uri(), help="default: %(default)s")
+    parser.add_argument(
+        "--tracking-uri",
+        default=os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"),
+        help="the tracking server (default: $MLFLOW_TRACKING_URI, else %(default)s)",
+    )
     args = parser.parse_args()
 
-    try:
-        require_tracking_server(args.tracking_uri)
-    except TrackingServerUnavailable as err:
-        exit_with_error(str(err))
+    check_tracking_server(args.tracking_uri)
+    # The server answered. If it goes away mid-run, fail in seconds: MLflow's default retries take minutes.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 
-    run_link = log_smoke_test_run(args.tracking_uri)
+    log_smoke_test_run(args.tracking_uri)
     print(f"Logged param1=5 and metric1=0.85 to experiment '{EXPERIMENT_NAME}'.")
-    print(f"See the run at {run_link}")
 
 
 if __name__ == "__main__":

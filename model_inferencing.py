@@ -1,4 +1,4 @@
-"""Step 6 of the guide: load a logged model and predict on the input example saved with it.
+"""Inference from a model's files: load a logged model and predict on the input example saved with it.
 
     python model_inferencing.py mlflow-artifacts:/<experiment id>/models/m-<model id>/artifacts/MLmodel
     python model_inferencing.py mlartifacts/<experiment id>/models/m-<model id>/artifacts
@@ -15,18 +15,45 @@ MODEL is either a model folder on disk or an MLflow model URI:
   - models:/tracking-iris-lr@champion  a registered model, by alias.
 A URI is resolved by the tracking server at $MLFLOW_TRACKING_URI
 (default http://127.0.0.1:5000).
+This file stands alone: copy it into any project with MLflow installed and it runs.
 """
 
 import argparse
+import os
 import re
+import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import NoReturn
 
-from tutorial_utils import (
-    TrackingServerUnavailable,
-    exit_with_error,
-    require_tracking_server,
-    tracking_uri,
-)
+
+def exit_with_error(message: str) -> NoReturn:
+    """A user's mistake gets one line and exit code 2, not a traceback."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+
+
+def check_tracking_server(uri: str) -> None:
+    """Exit with one line unless an MLflow server answers at `uri`.
+
+    Without this check, MLflow retries a server that is not there for minutes before it fails.
+    """
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=2) as response:
+            response.read()
+    except urllib.error.HTTPError as err:
+        # Something listens, but it is not MLflow: on macOS, AirPlay Receiver holds port 5000.
+        exit_with_error(f"{uri} answered HTTP {err.code}, so it is not an MLflow server: set MLFLOW_TRACKING_URI")
+    except (OSError, ValueError) as err:
+        exit_with_error(
+            f"no MLflow tracking server answers at {uri} ({getattr(err, 'reason', err)}): start it with "
+            "`mlflow ui` in another terminal (or run `make tutorial`), or set MLFLOW_TRACKING_URI to your server"
+        )
 
 
 def folder_of_mlmodel_file(path: str) -> str:
@@ -85,10 +112,10 @@ def main() -> None:
 
     # A scheme of two or more letters (models:/, runs:/) marks a URI; C:/ is a Windows drive.
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/", model):
-        try:
-            require_tracking_server(tracking_uri())
-        except TrackingServerUnavailable as err:
-            exit_with_error(str(err))
+        check_tracking_server(tracking_uri())
+        # The server answered. If it goes away mid-download, fail in seconds, not after MLflow's minutes of retries.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
         model_uri = model
     else:
         folder = Path(model)

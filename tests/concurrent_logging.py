@@ -37,10 +37,13 @@ def log_runs(tracking_uri, experiment_name, client_index, runs, explicit_experim
     import os
     import sys
 
-    from tutorial_utils import require_tracking_server
+    from tutorial.server_check import require_tracking_server
 
     sys.stdout = open(os.devnull, "w")  # MLflow prints a "View run" link per run: 200 lines of noise
-    require_tracking_server(tracking_uri)  # also sets the guide's short retry policy
+    require_tracking_server(tracking_uri)
+    # The guide's short retry policy (see get_started.py): a client that loses the server fails in seconds.
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "2"
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)

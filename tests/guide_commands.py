@@ -1,22 +1,25 @@
-"""The guide's commands, exactly as README.md shows them.
+"""The guide's commands, exactly as README.md (or the docs/ page in SHOWN_IN) shows them.
 
-The tests run these strings, and test_repository.py checks that README.md shows each one,
-so the README and the tests cannot drift apart.
+The tests run these strings, and test_repository.py checks that the page shows each one,
+so the README and the tests cannot drift apart. A <placeholder> stands for a path that the
+README shows a real example of. Each step's own command comes from tutorial/steps.py.
 """
+
+from tutorial import steps
 
 TUTORIAL = "make tutorial"
 TEST = "make test"
-SMOKE_TEST = "python get_started.py"
-RUN_NOTEBOOK = "jupyter execute ml_project.ipynb"
+SMOKE_TEST = steps.SMOKE_TEST.command
+RUN_NOTEBOOK = steps.ML_PROJECT.command
 # The README shows real ones: the path the UI shows, mlflow-artifacts:/<exp id>/models/m-<id>/artifacts/MLmodel,
 # and the same folder on disk, mlartifacts/<exp id>/models/m-<id>/artifacts.
-INFER_FROM_UI_PATH = "python model_inferencing.py {ui_path}"
-INFER_FROM_FOLDER = "python model_inferencing.py {model_folder}"
-INFER_BY_ALIAS = "python model_inferencing.py models:/tracking-iris-lr@champion"
+INFER_FROM_UI_PATH = "python model_inferencing.py <ui-path>"
+INFER_FROM_FOLDER = steps.INFERENCE_FROM_FILES.command
+INFER_BY_ALIAS = steps.MODEL_REGISTRY.command
 INFER_BY_VERSION = "python model_inferencing.py models:/tracking-iris-lr/2"
 
-# Step 8, serving. The tests run them on a free port in place of 5001.
-SERVE = "mlflow models serve -m models:/tracking-iris-lr@champion -p 5001 --env-manager local"
+# Serving. The tests run these on a free port in place of 5001.
+SERVE = steps.SERVING.command
 MAKE_SERVE = "make serve"
 PING = "curl -i http://127.0.0.1:5001/ping"
 # A setosa and a virginica, sent in each of the two JSON formats the scoring server reads.
@@ -36,7 +39,7 @@ def on_port(command: str, port: int) -> str:
     return command.replace("5001", str(port))
 
 
-# "From laptop to team server". The tests replace the database's address, the port and --host 0.0.0.0
+# docs/team-server.md. The tests replace the database's address, the port and --host 0.0.0.0
 # (they bind to 127.0.0.1 only); every flag stays. deploy/docker-compose.yml carries the same flags.
 TEAM_SERVER = (
     "mlflow server --backend-store-uri postgresql://mlflow@postgres:5432/mlflow"
@@ -50,3 +53,5 @@ CHANGE_ADMIN_PASSWORD = (
     """ -H 'Content-Type: application/json' -d '{"username": "admin", "current_password": "OLD_PASSWORD","""
     """ "password": "NEW_PASSWORD"}'"""
 )
+
+SHOWN_IN = {TEAM_SERVER: "docs/team-server.md", CHANGE_ADMIN_PASSWORD: "docs/team-server.md"}  # others: README.md

@@ -14,8 +14,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import server_process
 from conftest import VENV_BIN
+
+from tutorial import server_process
 
 POSTGRES_PASSWORD = "test-only-postgres-password"  # a throwaway database on loopback
 S3_BUCKET = "mlflow-artifacts"

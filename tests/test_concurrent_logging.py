@@ -23,7 +23,7 @@ def test_a_client_that_loses_the_race_to_create_the_experiment_logs_to_default(t
     """MLflow's pitfall, made deterministic: another client creates the experiment between this client's
     lookup and its create call. set_experiment still returns the experiment, but leaves no active
     experiment, so a bare start_run() goes to Default (id 0). Naming the experiment on the run is safe."""
-    mlflow.set_tracking_uri(tracking_server.url)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server.url)
     monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
     tracking_server.client().create_experiment("raced-experiment")  # the other client wins the race

@@ -1,5 +1,5 @@
 """deploy/: the docker-compose setup for a team server. Docker cannot pull images here, so these tests
-read the files: the compose file parses, and its server runs the README's command, flag for flag."""
+read the files: the compose file parses, and its server runs the command of docs/team-server.md, flag for flag."""
 
 import configparser
 import re

@@ -1,5 +1,7 @@
-"""The repository: a clean notebook, pinned requirements, current APIs, a README that shows the tested commands."""
+"""The repository: a clean notebook, pinned requirements, current APIs, a README that shows the tested commands
+and follows the list of steps, and teaching files that stand alone."""
 
+import ast
 import json
 import re
 import subprocess
@@ -10,10 +12,16 @@ import guide_commands
 import pytest
 from conftest import REPO, step_env
 
+from tutorial.steps import STEPS
+
 NOTEBOOK = json.loads((REPO / "ml_project.ipynb").read_text())
 README = (REPO / "README.md").read_text()
-# The README breaks long shell commands over lines with a trailing backslash; the shell joins them again.
-README_COMMANDS = re.sub(r"\s*\\\n\s*", " ", README)
+TEACHING_FILES = ["get_started.py", "model_inferencing.py", "ml_project.ipynb"]
+
+
+def shell_text(page: str) -> str:
+    """A page's text with long shell commands joined again: the docs break them with a trailing backslash."""
+    return re.sub(r"\s*\\\n\s*", " ", (REPO / page).read_text())
 
 
 def test_notebook_is_committed_without_outputs():
@@ -39,7 +47,8 @@ def test_every_code_cell_follows_a_markdown_cell():
 
 def guide_code():
     """The code a reader runs: the scripts, and the notebook's code cells (its markdown may name old APIs)."""
-    code = {path.name: path.read_text() for path in [*REPO.glob("*.py"), *REPO.glob("scripts/*.py")]}
+    paths = [*REPO.glob("*.py"), *REPO.glob("tutorial/*.py"), *REPO.glob("maintainer/*.py")]
+    code = {str(path.relative_to(REPO)): path.read_text() for path in paths}
     code["ml_project.ipynb"] = "\n".join("".join(c["source"]) for c in NOTEBOOK["cells"] if c["cell_type"] == "code")
     return code
 
@@ -59,10 +68,55 @@ def test_requirements_are_pinned(requirements_file):
 
 
 @pytest.mark.parametrize(
-    "command", [value for name, value in vars(guide_commands).items() if name.isupper() and "{" not in value]
+    "command", [value for name, value in vars(guide_commands).items() if name.isupper() and isinstance(value, str)]
 )
-def test_readme_shows_the_tested_command(command):
-    assert command in README_COMMANDS
+def test_the_docs_show_the_tested_command(command):
+    """Each command the tests run appears as it is on its page; a <placeholder> matches the page's real example."""
+    page = guide_commands.SHOWN_IN.get(command, "README.md")
+    pattern = r"\S+".join(re.escape(part) for part in re.split(r"<[a-z-]+>", command))
+    assert re.search(pattern, shell_text(page)), f"{page} does not show: {command}"
+
+
+def test_readme_headings_follow_the_list_of_steps():
+    headings = re.findall(r"^### (\d+)\. (.+)$", README, re.MULTILINE)
+    assert headings == [(str(step.number), step.title) for step in STEPS]
+
+
+def test_readme_shows_each_steps_command():
+    for step in STEPS:
+        if step.command:
+            section = README.split(f"### {step.number}. {step.title}\n")[1].split("\n### ")[0]
+            pattern = r"\S+".join(re.escape(part) for part in re.split(r"<[a-z-]+>", step.command))
+            assert re.search(pattern, section), f"step {step.number} does not show {step.command}"
+
+
+def test_every_page_in_docs_is_linked_from_the_readme():
+    pages = sorted(path.relative_to(REPO).as_posix() for path in (REPO / "docs").glob("*.md"))
+    assert pages, "docs/ has no pages"
+    for page in pages:
+        assert f"]({page}" in README, f"README.md does not link {page}"
+
+
+def test_readme_is_the_guide_not_the_manual():
+    assert len(README.splitlines()) < 450, "move reference material to a page in docs/"
+
+
+@pytest.mark.parametrize("teaching_file", TEACHING_FILES)
+def test_teaching_file_imports_nothing_from_this_repository(teaching_file):
+    """A reader can copy the file alone into another project (the step tests also run each one alone)."""
+    if teaching_file.endswith(".ipynb"):
+        code = [cell for cell in json.loads((REPO / teaching_file).read_text())["cells"] if cell["cell_type"] == "code"]
+        source = "\n".join("".join(cell["source"]) for cell in code)
+    else:
+        source = (REPO / teaching_file).read_text()
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add((node.module or "").split(".")[0])
+    ours = {path.stem for path in REPO.glob("*.py")} | {path.name for path in REPO.iterdir() if path.is_dir()}
+    assert not imported & ours, f"{teaching_file} imports {imported & ours} from this repository"
 
 
 @pytest.mark.parametrize(

@@ -1,18 +1,16 @@
-"""From laptop to team server: the guide's steps, unchanged, against MLflow on PostgreSQL 15 and S3, with logins.
+"""docs/team-server.md: the guide's steps, unchanged, against MLflow on PostgreSQL 15 and S3, with logins.
 
 Real services on loopback: PostgreSQL from its server binaries, moto's S3 server, and the
-README's `mlflow server` command with `--app-name basic-auth`.
+`mlflow server` command of docs/team-server.md, with `--app-name basic-auth`.
 """
 
 import os
 import shlex
 import subprocess
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import requests
-import server_process
 import team_services
 from concurrent_logging import run_clients
 from conftest import REPO, VENV_BIN, missing_service, run_command
@@ -27,6 +25,8 @@ from expected_state import (
 from guide_commands import CHANGE_ADMIN_PASSWORD, INFER_BY_ALIAS, RUN_NOTEBOOK, SMOKE_TEST, TEAM_SERVER
 from mlflow import MlflowClient
 
+from tutorial import server_process
+
 pytestmark = pytest.mark.postgres
 
 ADMIN_PASSWORD = "test-only-admin-password"
@@ -34,7 +34,7 @@ MLFLOW_DB_PASSWORD = "test-only-mlflow-password"
 
 
 def team_server_command(postgres_port: int, port: int, auth: bool = True) -> list[str]:
-    """The README's command, with this machine's database port and a free port, bound to loopback."""
+    """The team server command, with this machine's database port and a free port, bound to loopback."""
     command = TEAM_SERVER
     replacements = [("postgres:5432", f"127.0.0.1:{postgres_port}"), ("--host 0.0.0.0", "--host 127.0.0.1")]
     replacements.append(("5000", str(port)))
@@ -47,7 +47,7 @@ def team_server_command(postgres_port: int, port: int, auth: bool = True) -> lis
 
 
 class TeamServer:
-    """The README's team server, which the tests can stop and start again on the same port."""
+    """The team server of docs/team-server.md, which the tests can stop and start again on the same port."""
 
     def __init__(self, postgres, s3_url: str, folder: Path, auth: bool = True):
         self.postgres, self.folder, self.port, self.auth = postgres, folder, server_process.free_port(), auth
@@ -82,21 +82,6 @@ class TeamServer:
         return MlflowClient(tracking_uri=self.url, registry_uri=self.url)
 
 
-@contextmanager
-def logged_in_as(username: str, password: str):
-    """MLflow's client reads the login from the environment, in this process and in the steps it starts."""
-    saved = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
-    os.environ.update(MLFLOW_TRACKING_USERNAME=username, MLFLOW_TRACKING_PASSWORD=password)
-    try:
-        yield {"MLFLOW_TRACKING_USERNAME": username, "MLFLOW_TRACKING_PASSWORD": password}
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 @pytest.fixture(scope="module")
 def postgres():
     bin_dir = team_services.postgres_bin_dir()
@@ -126,7 +111,11 @@ def team_server(postgres, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def admin(team_server):
-    with logged_in_as("admin", ADMIN_PASSWORD) as login:
+    """Logged in as admin: MLflow's client reads the login from the environment, here and in the steps it starts."""
+    login = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD}
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name, value in login.items():
+            monkeypatch.setenv(name, value)
         yield login
 
 
@@ -141,13 +130,11 @@ def guide_steps(team_server, admin):
     return outputs
 
 
-def test_guide_steps_pass_the_same_checks_as_on_sqlite(team_server, guide_steps):
+def test_guide_steps_pass_the_same_checks_as_on_sqlite(team_server, guide_steps, monkeypatch):
     client = team_server.client()
     assert_smoke_test_runs(client, times_run=1)
     assert_notebook_results(client, times_run=1)
-    import mlflow
-
-    mlflow.set_tracking_uri(team_server.url)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", team_server.url)
     champion_uri = INFER_BY_ALIAS.split()[-1]
     assert printed_predictions(guide_steps[INFER_BY_ALIAS]) == expected_predictions(champion_uri)
 
@@ -229,7 +216,7 @@ def snapshot(client: MlflowClient) -> dict:
     return state
 
 
-def test_everything_survives_a_restart_of_mlflow_and_postgres(team_server, guide_steps, admin, tmp_path):
+def test_everything_survives_a_restart_of_mlflow_and_postgres(team_server, guide_steps, admin, monkeypatch):
     import mlflow
 
     before = snapshot(team_server.client())
@@ -241,7 +228,7 @@ def test_everything_survives_a_restart_of_mlflow_and_postgres(team_server, guide
 
     after = snapshot(team_server.client())
     assert after == before
-    mlflow.set_tracking_uri(team_server.url)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", team_server.url)
     champion = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion")  # its files come back from S3
     assert champion.predict(champion.input_example).tolist() == [0, 0, 1, 0, 0]
 

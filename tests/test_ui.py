@@ -37,7 +37,7 @@ class UI:
 def ui(tracking_server, notebook_run) -> UI:
     """A headless Chromium tab on the test server's UI, in the "Model training" view."""
     try:
-        import mlflow_ui
+        from maintainer import mlflow_ui
     except ImportError:
         missing_service("Playwright is not installed: `make test` installs requirements-dev.txt")
     available, reason = mlflow_ui.browser_is_available()

@@ -1,25 +1,20 @@
-"""The few lines every step of the guide shares: where the tracking server is, and whether it answers.
+"""Is an MLflow tracking server answering? The tooling's check (`make serve`, the tests' clients).
 
-Only the standard library is imported here, so a step can check the server
-before it pays the seconds that `import mlflow` takes.
+The teaching files (get_started.py, model_inferencing.py, the notebook) carry their own copy of
+this check in plain sight, so that each one can be copied into another project alone.
+Only the standard library is imported here: the check runs before the seconds `import mlflow` takes.
 """
 
-import os
 import sys
 import urllib.error
 import urllib.request
+from typing import NoReturn
 
-DEFAULT_TRACKING_URI = "http://127.0.0.1:5000"
 START_SERVER_HINT = "start it with `mlflow ui` in another terminal (or run `make tutorial`)"
 
 
 class TrackingServerUnavailable(RuntimeError):
-    """No MLflow tracking server answers at the configured URI."""
-
-
-def tracking_uri() -> str:
-    """The server every step talks to: $MLFLOW_TRACKING_URI, or the guide's local server."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    """No MLflow tracking server answers at the URI."""
 
 
 def require_tracking_server(uri: str, timeout_seconds: float = 2.0) -> None:
@@ -33,9 +28,7 @@ def require_tracking_server(uri: str, timeout_seconds: float = 2.0) -> None:
     except urllib.error.HTTPError as err:
         # Something listens, but it is not MLflow. On macOS, AirPlay Receiver holds port 5000.
         raise TrackingServerUnavailable(
-            f"{uri} answered HTTP {err.code}, so it is not an MLflow server "
-            "(on macOS, AirPlay uses port 5000): start MLflow on another port with "
-            "`mlflow ui --port 5001` and set MLFLOW_TRACKING_URI=http://127.0.0.1:5001"
+            f"{uri} answered HTTP {err.code}, so it is not an MLflow server (on macOS, AirPlay uses port 5000)"
         ) from None
     except (OSError, ValueError) as err:
         reason = getattr(err, "reason", err)
@@ -45,14 +38,9 @@ def require_tracking_server(uri: str, timeout_seconds: float = 2.0) -> None:
         ) from None
     if answer != "OK":
         raise TrackingServerUnavailable(f"{health_url} answered {answer[:40]!r}, not MLflow's 'OK'")
-    # MLflow retries a failing request for minutes by default. Once the server has
-    # answered, a few quick retries are enough; a server that dies mid-step should
-    # fail the step in seconds, not minutes.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 
 
-def exit_with_error(message: str, exit_code: int = 2) -> None:
+def exit_with_error(message: str, exit_code: int = 2) -> NoReturn:
     """A user's mistake gets one line on stderr and a non-zero exit, never a traceback."""
     print(f"error: {message}", file=sys.stderr)
     sys.exit(exit_code)

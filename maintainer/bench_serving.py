@@ -1,4 +1,4 @@
-"""Measure the REST server of step 8: what `make bench-serve` runs.
+"""Measure the REST server of the serving step: what `make bench-serve` runs.
 
 It saves an iris model like the notebook's champion into a temp folder (no tracking server
 needed), serves it with `mlflow models serve --workers 1` and then `--workers 2`, and sends
@@ -14,8 +14,8 @@ import tempfile
 import timeit
 from pathlib import Path
 
-import server_process
-from scoring_load import run_load
+from maintainer.scoring_load import run_load
+from tutorial import server_process
 
 # mlflow and scikit-learn are imported inside the functions that use them, not here: each client
 # process of run_load() starts by importing this module, and should be sending requests in

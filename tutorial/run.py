@@ -1,20 +1,22 @@
 """Run every step of the guide in order against a local tracking server: what `make tutorial` does.
 
-It starts `mlflow ui` in the repository folder (runs in ./mlflow.db, files in ./mlartifacts),
-runs the smoke test, the notebook and both kinds of inference, then keeps the server
-running for you to explore the UI, until Ctrl+C. With --no-keep-server it stops the
-server and exits after the last step.
+It follows the guide's list of steps (tutorial/steps.py): it starts `mlflow ui` in the repository
+folder (runs in ./mlflow.db, files in ./mlartifacts), runs each step that has a command, names the
+ones you do by hand, then keeps the server running for you to explore the UI, until Ctrl+C.
+With --no-keep-server it stops the server and exits after the last step.
 """
 
 import argparse
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import server_process
+from tutorial import server_process
+from tutorial.steps import INFERENCE_FROM_FILES, SERVING, STEPS, TRACKING_SERVER, Step, fill_in
 
 REPO = Path(__file__).resolve().parent.parent
 SERVER_LOG = REPO / "mlflow-ui.log"
@@ -27,9 +29,9 @@ def start_tracking_server(port: int) -> subprocess.Popen:
             f"error: port {port} is already in use (an earlier `mlflow ui`, or AirPlay Receiver on macOS): "
             f"stop that program, or run `make tutorial PORT={port + 1}`"
         )
-    # One worker: one person's steps send one request at a time, and it starts in half the time of four.
-    command = ["mlflow", "ui", "--workers", "1", "--host", "127.0.0.1", "--port", str(port)]
-    print(f"[1/5] Start the tracking server: {' '.join(command)}  (log: {SERVER_LOG.name})", flush=True)
+    # The README's command, on loopback and the chosen port.
+    command = [*shlex.split(TRACKING_SERVER.command), "--host", "127.0.0.1", "--port", str(port)]
+    print(f"{TRACKING_SERVER.label()}\n      $ {' '.join(command)}  (log: {SERVER_LOG.name})", flush=True)
     server = server_process.start(command, SERVER_LOG, cwd=REPO)
     try:
         seconds = server_process.wait_until_healthy(server, f"http://127.0.0.1:{port}/health", SERVER_LOG)
@@ -43,14 +45,20 @@ def start_tracking_server(port: int) -> subprocess.Popen:
     return server
 
 
-def run_step(number: int, title: str, command: list[str], env: dict) -> None:
-    """Run one step exactly as the README shows it; stop the tutorial if it fails."""
-    print(f"\n[{number}/5] {title}: {' '.join(command)}", flush=True)
+def run_step(step: Step, env: dict, **placeholders: str) -> None:
+    """Run one step exactly as the README shows it, its <placeholders> filled in; stop the tutorial if it fails."""
+    command = fill_in(step.command, **placeholders)
+    print(f"\n{step.label()}\n      $ {command}", flush=True)
     started = time.monotonic()
-    result = subprocess.run(command, cwd=REPO, env=env)
+    result = subprocess.run(shlex.split(command), cwd=REPO, env=env)
     if result.returncode != 0:
-        raise SystemExit(f"error: step {number} failed with exit code {result.returncode} (see its output above)")
+        raise SystemExit(f"error: step {step.number} failed with exit code {result.returncode} (see its output above)")
     print(f"      done in {time.monotonic() - started:.1f} s", flush=True)
+
+
+def skip_step(step: Step) -> None:
+    """Name a step the tutorial does not run, and why, so the numbers match the README's headings."""
+    print(f"\n{step.label()} (not run here: {step.not_run_because})", flush=True)
 
 
 def newest_model_folder() -> str:
@@ -73,7 +81,7 @@ def print_next_steps(ui_url: str, keep_server: bool) -> None:
     print("  python get_started.py")
     if keep_server:
         port_switch = "" if ui_url.endswith(":5000") else f" PORT={ui_url.rsplit(':', 1)[1]}"
-        print(f"  make serve{port_switch}    # step 8: the champion over REST on port 5001")
+        print(f"  make serve{port_switch}    # {SERVING.title}: the champion on port 5001")
         print("\nThe server keeps running. Press Ctrl+C to stop it.", flush=True)
 
 
@@ -106,11 +114,15 @@ def main() -> None:
     started = time.monotonic()
     server = None
     try:
-        server = start_tracking_server(args.port)
-        run_step(2, "Smoke test", ["python", "get_started.py"], env)
-        run_step(3, "ML project: train, log, register and promote", ["jupyter", "execute", "ml_project.ipynb"], env)
-        run_step(4, "Inference from a model folder", ["python", "model_inferencing.py", newest_model_folder()], env)
-        run_step(5, "Inference by alias", ["python", "model_inferencing.py", "models:/tracking-iris-lr@champion"], env)
+        for step in STEPS:
+            if step is TRACKING_SERVER:
+                server = start_tracking_server(args.port)
+            elif step.not_run_because:
+                skip_step(step)
+            elif step is INFERENCE_FROM_FILES:
+                run_step(step, env, model_folder=newest_model_folder())
+            else:
+                run_step(step, env)
         print(f"\nAll steps passed in {time.monotonic() - started:.1f} s.")
         print_next_steps(ui_url, args.keep_server)
         if args.keep_server:

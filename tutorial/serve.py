@@ -1,28 +1,28 @@
 """Serve a registered model over REST: what `make serve` runs.
 
-It hands over to the README's command,
+It hands over to the README's command (the last step of the guide, in tutorial/steps.py),
 
     mlflow models serve -m models:/tracking-iris-lr@champion -p 5001 --env-manager local
 
-after checking, in about a second, what would otherwise fail slowly or with a traceback: the
-tracking server answers, the model version or alias exists, and the port is free.
+with the model and port you choose, after checking, in about a second, what would otherwise fail
+slowly or with a traceback: the tracking server answers, the model version or alias exists, and
+the port is free.
 """
 
 import argparse
 import json
 import os
 import re
+import shlex
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # tutorial_utils.py lives at the top of the repository
-
-import server_process  # noqa: E402, I001
-from tutorial_utils import TrackingServerUnavailable, exit_with_error, require_tracking_server  # noqa: E402
+from tutorial import server_process
+from tutorial.server_check import TrackingServerUnavailable, exit_with_error, require_tracking_server
+from tutorial.steps import SERVING
 
 # models:/<name>@<alias> or models:/<name>/<version>: a model in the registry.
 REGISTERED_MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(@(?P<alias>[^/]+)|/(?P<version>\d+))$")
@@ -47,7 +47,7 @@ def check_registered_model(tracking_uri: str, model_uri: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-uri", default="models:/tracking-iris-lr@champion")
+    parser.add_argument("--model-uri", default="models:/tracking-iris-lr@champion", help="default: %(default)s")
     parser.add_argument("--port", type=int, default=5001, help="the port to serve on (default 5001)")
     parser.add_argument("--tracking-uri", default="http://127.0.0.1:5000", help="the tutorial's tracking server")
     args = parser.parse_args()
@@ -60,7 +60,10 @@ def main() -> None:
     if server_process.port_is_taken(args.port):
         exit_with_error(f"port {args.port} is already in use: stop that program, or run `make serve SERVE_PORT=...`")
 
-    command = ["mlflow", "models", "serve", "-m", args.model_uri, "-p", str(args.port), "--env-manager", "local"]
+    # The guide's command, with the model and the port this call asked for.
+    command = shlex.split(SERVING.command)
+    command[command.index("-m") + 1] = args.model_uri
+    command[command.index("-p") + 1] = str(args.port)
     print(f"MLFLOW_TRACKING_URI={args.tracking_uri} {' '.join(command)}")
     print(f"It answers on http://127.0.0.1:{args.port}/invocations once uvicorn says it is running. Ctrl+C stops it.")
     sys.stdout.flush()

@@ -7,15 +7,17 @@ figures measured in this same run, because shared machines are noisy. It measure
 - the tracking server's ready time: `mlflow ui` with its default 4 workers, with 1, and on restart;
 - the floor under every step: interpreter start, and `import mlflow`;
 - each step of `make tutorial KEEP_SERVER=0`, and the whole of it, in a fresh copy of the repository;
+- how long a step takes to report that no server answers;
 - the full test suite (`make test`), unless --skip-suite: it takes minutes a run.
 
-The numbers are not committed: README.md summarises the latest run, with its date and machine.
+The numbers are not committed: docs/speed.md records the latest run, with its date and machine.
 """
 
 import argparse
 import os
 import platform
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -25,7 +27,8 @@ import time
 import timeit
 from pathlib import Path
 
-import server_process
+from tutorial import server_process
+from tutorial.steps import MODEL_REGISTRY, SMOKE_TEST, STEPS, Step
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -61,6 +64,18 @@ def fresh_setup_seconds(installer: str, folder: Path) -> float:
     return seconds
 
 
+def server_down_seconds(step: Step) -> float:
+    """How long a step takes to say that no tracking server answers (it must exit with its one-line error)."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{server_process.free_port()}"}
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env['PATH']}"
+    started = time.monotonic()
+    result = subprocess.run(shlex.split(step.command), cwd=REPO, env=env, capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    if result.returncode == 0 or "error: no MLflow tracking server answers" not in result.stderr:
+        sys.exit(f"error: {step.command} did not report the missing server:\n{result.stderr[-2000:]}")
+    return seconds
+
+
 def server_ready_seconds(folder: Path, workers: int | None) -> float:
     """Start `mlflow ui` in `folder` (a new or an existing mlflow.db), time /health, and stop it."""
     port = server_process.free_port()
@@ -90,10 +105,22 @@ def tutorial_step_seconds(folder: Path) -> dict:
     if result.returncode != 0:
         sys.exit(f"error: make tutorial failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
     shutil.rmtree(checkout)
-    # The runner prints "[2/5] Smoke test: ..." then "      done in 7.5 s" (or "ready in" for the server).
-    titles = re.findall(r"^\[\d/5\] ([^:]+):", result.stdout, re.MULTILINE)
-    times = [float(t) for t in re.findall(r"^\s+(?:ready|done) in ([\d.]+) s", result.stdout, re.MULTILINE)]
-    return {**dict(zip(titles, times, strict=True)), "make tutorial KEEP_SERVER=0 (whole)": whole}
+    return {**step_seconds(result.stdout), "make tutorial KEEP_SERVER=0 (whole)": whole}
+
+
+def step_seconds(runner_output: str) -> dict:
+    """Each step's time as the runner reports it: the step's label on a line of its own, later
+    "      done in 7.5 s" ("ready in" for the server). Steps the tutorial does not run have no time."""
+    lines = runner_output.splitlines()
+    seconds = {}
+    for step in STEPS:
+        if step.not_run_because:
+            continue
+        start = lines.index(step.label())
+        matches = (re.fullmatch(r"\s+(?:ready|done) in ([\d.]+) s", line) for line in lines[start + 1 :])
+        timing = next(match for match in matches if match)
+        seconds[f"{step.number}. {step.title}"] = float(timing[1])
+    return seconds
 
 
 class Table:
@@ -137,6 +164,9 @@ def main() -> None:
         table.measure(
             "floor: python -c 'import mlflow'", lambda: seconds_of([sys.executable, "-c", "import mlflow"], temp)
         )
+
+        for step in (SMOKE_TEST, MODEL_REGISTRY):
+            table.measure(f"server down: {step.command}", lambda step=step: server_down_seconds(step))
 
         def new_folder() -> Path:
             return Path(tempfile.mkdtemp(dir=temp))

@@ -6,27 +6,30 @@ Everything it started is stopped at the end, and the repository's own mlflow.db 
 """
 
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import server_process
 from mlflow import MlflowClient
-from mlflow_ui import browser_page, go_to, open_model_training
+
+from maintainer.mlflow_ui import browser_page, go_to, open_model_training
+from tutorial import server_process
+from tutorial.steps import ML_PROJECT, SMOKE_TEST, Step
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGES = REPO / "images"
 MODEL_NAME = "tracking-iris-lr"
 
 
-def run_step(command: list[str], tracking_uri: str) -> None:
+def run_step(step: Step, tracking_uri: str) -> None:
     """Run one of the guide's steps against the throwaway server, as a reader would."""
-    print(f"  {' '.join(command)}", flush=True)
+    print(f"  {step.label()}: {step.command}", flush=True)
     venv_bin = Path(sys.executable).parent
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}"}
-    subprocess.run(command, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(shlex.split(step.command), cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
 
 
 def save(page, name: str) -> None:
@@ -61,7 +64,7 @@ def photograph_ml_project(page, url: str, client: MlflowClient) -> None:
     page.get_by_text("Path: mlflow-artifacts:/", exact=False).first.wait_for()
     save(page, "05-logged-model-artifacts.png")
 
-    # The register dialog, as a reader fills it in for the UI way of step 7 (not submitted).
+    # The register dialog, as a reader fills it in for the UI way of the Model Registry step (not submitted).
     page.get_by_role("button", name="Register model").click()
     dialog = page.get_by_role("dialog")
     dialog.get_by_role("combobox").click(force=True)
@@ -109,10 +112,10 @@ def main() -> None:
                 page.get_by_text("Welcome to MLflow").wait_for()
                 save(page, "01-empty-server.png")
 
-                run_step(["python", "get_started.py"], url)
+                run_step(SMOKE_TEST, url)
                 photograph_smoke_test(page, url, client)
 
-                run_step(["jupyter", "execute", "ml_project.ipynb"], url)
+                run_step(ML_PROJECT, url)
                 photograph_ml_project(page, url, client)
     print(f"Done in {time.monotonic() - started:.0f} s. The server is stopped.")
 
