@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from maintainer.mlflow_ui import browser_page, go_to, open_model_training
+from maintainer.mlflow_ui import browser_page, expand_child_runs, go_to, open_model_training
 from tutorial import server_process
 from tutorial.steps import ML_PROJECT, SMOKE_TEST, Step
 
@@ -53,8 +53,11 @@ def photograph_ml_project(page, url: str, client: MlflowClient) -> None:
     best_model_id = champion.source.removeprefix("models:/")
     experiment_route = f"experiments/{experiment.experiment_id}"
 
+    # The runs table: the manual runs, the sweep (folded), the evaluation, with their datasets.
     go_to(page, url, experiment_route, "lr-C-1.5")
     save(page, "04-iris-runs.png")
+    expand_child_runs(page, "lr-grid-search")
+    save(page, "11-sweep-child-runs.png")
 
     # The logged model's files, and the path to copy for inference.
     go_to(page, url, f"{experiment_route}/models/{best_model_id}", "Register model")
@@ -73,9 +76,11 @@ def photograph_ml_project(page, url: str, client: MlflowClient) -> None:
     save(page, "10-register-model-dialog.png")
     dialog.get_by_role("button", name="Cancel").click()
 
-    # Compare the three runs on the metric that tells them apart: cv_log_loss.
+    # Compare the three manual runs on the metric that tells them apart: cv_log_loss.
     go_to(page, url, experiment_route, "lr-C-1.5")
-    page.get_by_role("checkbox", name="Select all runs").click()
+    for run_name in ("lr-baseline", "lr-newton-cg", "lr-C-1.5"):
+        row = page.get_by_role("row").filter(has=page.get_by_role("link", name=run_name, exact=True)).first
+        row.get_by_role("checkbox", name="Press Space to toggle row selection").click()
     page.get_by_role("button", name="Compare").click()
     page.get_by_text("Metrics:", exact=True).wait_for()
     metric_tags = page.locator(".du-bois-light-select-selection-item")
@@ -93,6 +98,15 @@ def photograph_ml_project(page, url: str, client: MlflowClient) -> None:
     page.get_by_role("img", name="confusion_matrix.png").wait_for()
     page.wait_for_timeout(500)
     save(page, "07-confusion-matrix.png")
+
+    # The gate's evaluation run keeps its plots: the ROC curves of the three species.
+    evaluation = runs[f"evaluate-v{champion.version}"]
+    go_to(page, url, f"{experiment_route}/runs/{evaluation.info.run_id}", "accuracy_score")
+    page.get_by_role("tab", name="Artifacts").click()
+    page.get_by_text("roc_curve_plot.png", exact=True).click()
+    page.get_by_role("img", name="roc_curve_plot.png").wait_for()
+    page.wait_for_timeout(500)
+    save(page, "12-evaluation-plots.png")
 
     go_to(page, url, f"models/{MODEL_NAME}", "Version 3")
     save(page, "08-registered-model-versions.png")

@@ -29,6 +29,9 @@ STRICT_WARNINGS = ",".join(
         # The `mlflow` command imports MLflow's own SQLAlchemy store at start-up (for `mlflow models serve` too),
         # and SQLAlchemy 2.1 deprecates a loader option that store uses.
         "ignore:The ``noload`` loader strategy is deprecated:DeprecationWarning",
+        # MLflow's sklearn autolog computes its training_log_loss with scikit-learn's log_loss(y_pred=...), which
+        # scikit-learn 1.9 renamed to y_proba. As an error, autolog would skip that metric; as a warning it logs it.
+        "ignore:`y_pred` was renamed to `y_proba`:FutureWarning",
     ]
 )
 

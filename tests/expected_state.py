@@ -30,45 +30,117 @@ def assert_smoke_test_runs(client: MlflowClient, times_run: int) -> None:
         assert run.data.metrics == {"metric1": 0.85}
 
 
-def best_run(runs):
-    """The notebook's rule, computed independently: highest cv_accuracy, then lowest cv_log_loss, then earliest."""
-    return min(runs, key=lambda r: (-r.data.metrics["cv_accuracy"], r.data.metrics["cv_log_loss"], r.info.start_time))
+SWEEP_RUN = "lr-grid-search"
+SWEEP_C_VALUES = {"0.1", "0.3", "1.0", "3.0", "10.0"}  # one child run each
+TRAIN, TEST = "iris-train", "iris-test"
+MODEL_METRICS = {"accuracy": TEST, "cv_accuracy": TRAIN, "cv_log_loss": TRAIN}  # each linked to this dataset
+EVALUATION_PLOTS = {"confusion_matrix.png", "roc_curve_plot.png", "precision_recall_curve_plot.png"}
+
+
+def datasets_of(run) -> set[tuple[str, str]]:
+    """(name, context) of each dataset a run logged with log_input."""
+    inputs = run.inputs.dataset_inputs if run.inputs else []
+    return {(i.dataset.name, next((t.value for t in i.tags if t.key == "mlflow.data.context"), "")) for i in inputs}
+
+
+def model_metrics(logged_model) -> dict:
+    """The logged model's own metrics: {key: (value, dataset name)}."""
+    return {metric.key: (metric.value, metric.dataset_name) for metric in logged_model.metrics}
+
+
+def best_model(logged_models):
+    """The notebook's rule, computed independently: highest cv_accuracy, lowest cv_log_loss, then the earliest."""
+
+    def rank(model):
+        metrics = model_metrics(model)
+        return (-metrics["cv_accuracy"][0], metrics["cv_log_loss"][0], model.creation_timestamp)
+
+    return min(logged_models, key=rank)
 
 
 def assert_notebook_results(client: MlflowClient, times_run: int) -> None:
-    """The notebook ran `times_run` times: 3 runs and 3 new model versions each time, the best run is @champion."""
+    """The notebook ran `times_run` times, each time logging 3 manual runs and a sweep with its children; the best
+    model is registered once, passed the gate, and holds @champion; no two versions come from one logged model."""
     experiment = client.get_experiment_by_name(IRIS_EXPERIMENT)
     assert experiment is not None, f"the notebook created no experiment {IRIS_EXPERIMENT!r}"
-    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
-    assert len(runs) == 3 * times_run
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"], max_results=1000)
+    assert all(run.info.status == "FINISHED" for run in runs)
+    by_id = {run.info.run_id: run for run in runs}
 
-    assert [run.info.run_name for run in runs] == list(NOTEBOOK_RUNS) * times_run
-    for run in runs:
-        assert run.info.status == "FINISHED"
+    # The manual runs: params, tag, metrics, the confusion matrix, and both datasets.
+    manual = [run for run in runs if run.info.run_name in NOTEBOOK_RUNS]
+    assert [run.info.run_name for run in manual] == list(NOTEBOOK_RUNS) * times_run
+    for run in manual:
         assert run.data.params == NOTEBOOK_RUNS[run.info.run_name]
         assert run.data.tags["model"] == "Basic LR Model"
-        assert set(run.data.metrics) == {"accuracy", "cv_accuracy", "cv_log_loss"}
+        assert set(run.data.metrics) == set(MODEL_METRICS)
         assert 0.9 <= run.data.metrics["cv_accuracy"] <= 1.0
         assert "confusion_matrix.png" in [artifact.path for artifact in client.list_artifacts(run.info.run_id)]
+        assert datasets_of(run) == {(TRAIN, "training"), (TEST, "testing")}
     # Test accuracy cannot pick a winner (every run scores 1.0); the cross-validated log loss can.
-    assert {run.data.metrics["accuracy"] for run in runs} == {1.0}
-    assert len({round(run.data.metrics["cv_log_loss"], 6) for run in runs[:3]}) == 3
+    assert {run.data.metrics["accuracy"] for run in manual} == {1.0}
+    assert len({round(run.data.metrics["cv_log_loss"], 6) for run in manual[:3]}) == 3
 
-    # Each time: runs 1 and 2 registered themselves, run 3 did not, and the promotion cell
-    # registered the best run so far as the third version and moved @champion to it.
+    # The sweep: a parent run per notebook run, with one finished child per candidate, each with its datasets.
+    sweeps = [run for run in runs if run.info.run_name == SWEEP_RUN]
+    assert len(sweeps) == times_run
+    train_digest = next(i.dataset.digest for i in manual[0].inputs.dataset_inputs if i.dataset.name == TRAIN)
+    for sweep in sweeps:
+        assert sweep.data.params["best_C"] == "1.0"
+        # training_log_loss too: autolog skips a metric whose computation fails, and says so only in a warning
+        assert {"best_cv_score", "training_accuracy_score", "training_log_loss", *MODEL_METRICS} <= set(
+            sweep.data.metrics
+        )
+        assert {(TRAIN, "training"), (TEST, "testing")} <= datasets_of(sweep)
+        children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == sweep.info.run_id]
+        assert sorted(child.data.params["C"] for child in children) == sorted(SWEEP_C_VALUES)
+        for child in children:
+            assert {"mean_test_accuracy", "mean_test_neg_log_loss"} <= set(child.data.metrics)
+            # autolog's own record of the training data: the same rows (digest) as iris-train
+            assert [(i.dataset.digest, datasets_of(child)) for i in child.inputs.dataset_inputs] == [
+                (train_digest, {("dataset", "train")})
+            ]
+
+    # Every candidate model carries its scores, linked to the dataset each was computed on.
+    logged_models = list(client.search_logged_models(experiment_ids=[experiment.experiment_id], max_results=1000))
+    assert len(logged_models) == (len(NOTEBOOK_RUNS) + 1) * times_run
+    for logged_model in logged_models:
+        source_run = by_id[logged_model.source_run_id]
+        assert source_run.info.run_name in [*NOTEBOOK_RUNS, SWEEP_RUN]
+        metrics = model_metrics(logged_model)
+        for key, dataset in MODEL_METRICS.items():
+            assert metrics[key] == (source_run.data.metrics[key], dataset), (key, metrics)
+
+    # The registry: runs 1 and 2 register themselves each time; the best model once, however often the notebook ran.
     versions = {int(v.version): v for v in client.search_model_versions(f"name = '{MODEL_NAME}'")}
-    assert sorted(versions) == list(range(1, 3 * times_run + 1))
-    for first in range(0, 3 * times_run, 3):
-        assert versions[first + 1].run_id == runs[first].info.run_id
-        assert versions[first + 2].run_id == runs[first + 1].info.run_id
-        assert versions[first + 3].run_id == best_run(runs[: first + 3]).info.run_id
-        assert versions[first + 1].tags == versions[first + 2].tags == {}
-        assert versions[first + 3].tags == {"validation_status": "approved"}
-    assert best_run(runs).info.run_name == "lr-C-1.5"
+    assert sorted(versions) == list(range(1, 3 + 2 * (times_run - 1) + 1))
+    sources = [version.source for version in versions.values()]
+    assert len(set(sources)) == len(sources), "two versions come from the same logged model"
+    winner = best_model(logged_models)
+    assert by_id[winner.source_run_id].info.run_name == "lr-C-1.5"
+    assert winner.source_run_id == manual[2].info.run_id  # the first notebook run's, by the tie rule
+    assert versions[3].source == winner.model_uri
+    assert versions[3].tags == {"validation_status": "approved"}
+    for number, version in versions.items():
+        if number != 3:
+            assert version.tags == {}, number
+            assert by_id[version.run_id].info.run_name in ("lr-baseline", "lr-newton-cg")
+
+    # The gate evaluated the winner once, on the test set, and logged its metrics and plots.
+    evaluations = [run for run in runs if run.info.run_name.startswith("evaluate-v")]
+    assert [run.info.run_name for run in evaluations] == ["evaluate-v3"]
+    [evaluation] = evaluations
+    assert evaluation.data.metrics["accuracy_score"] >= 0.9
+    assert {"log_loss", "f1_score", "roc_auc"} <= set(evaluation.data.metrics)
+    assert EVALUATION_PLOTS <= {artifact.path for artifact in client.list_artifacts(evaluation.info.run_id)}
+    assert {name for name, _ in datasets_of(evaluation)} == {TEST}
 
     champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
-    assert int(champion.version) == 3 * times_run
-    assert client.get_registered_model(MODEL_NAME).aliases == {"champion": champion.version}
+    assert champion.version == "3"
+    assert client.get_registered_model(MODEL_NAME).aliases == {"champion": "3"}
+    # Every run is one of the above: nothing else was logged.
+    children = sum(1 for run in runs if "mlflow.parentRunId" in run.data.tags)
+    assert len(runs) == len(manual) + len(sweeps) + children + len(evaluations)
 
 
 def expected_predictions(model_uri: str) -> list:

@@ -1,11 +1,18 @@
-"""The ML project: the notebook trains, logs and registers three runs, then promotes the best to @champion.
+"""The ML project: the notebook logs manual runs and a sweep with their datasets, ranks the logged models, registers
+the winner once, and promotes it to @champion through an evaluation gate.
 
-The notebook runs alone in an empty folder (the `notebook_run` fixture in conftest.py).
+The notebook runs alone in an empty folder (the `notebook_run` fixture in conftest.py). The gate's rejection path
+runs the notebook's own cells, in a kernel, against a server of its own.
 """
 
+import json
+
 import mlflow
+import nbformat
 import numpy as np
+from conftest import REPO, STRICT_WARNINGS, running_tracking_server
 from expected_state import MODEL_NAME, assert_notebook_results
+from nbclient import NotebookClient
 
 
 def test_notebook_logs_registers_and_promotes(tracking_server, notebook_run):
@@ -18,3 +25,69 @@ def test_champion_predicts_iris_species(tracking_server, notebook_run, monkeypat
     # Three flowers of the iris data set: a setosa, a versicolor and a virginica.
     flowers = np.array([[5.1, 3.5, 1.4, 0.2], [6.4, 3.2, 4.5, 1.5], [6.3, 3.3, 6.0, 2.5]])
     assert champion.predict(flowers).tolist() == [0, 1, 2]
+
+
+# The notebook's cells that define the data, the registry helpers and the gate, by the heading before each one.
+DEFINITIONS = [
+    "## Imports",
+    "## Connect to the tracking server",
+    "## Load and split the data",
+    "## Register the winner, once",
+    "## A promotion gate",
+]
+# Then, in the same kernel: a good model becomes @champion; a model trained on shuffled labels and a copy of the
+# champion are candidates that must fail the gate, one on the accuracy threshold, one on the comparison.
+GATE_SCENARIO = """
+import numpy as np
+
+def logged(model, run_name):
+    with mlflow.start_run(experiment_id=experiment.experiment_id, run_name=run_name):
+        signature = infer_signature(X_train, model.predict(X_train))
+        info = mlflow.sklearn.log_model(model, name="iris_lr", signature=signature, pip_requirements=[])
+    return mlflow.get_logged_model(info.model_id)
+
+good = LogisticRegression(C=1.5, max_iter=1000).fit(X_train, y_train)
+shuffled = LogisticRegression(max_iter=1000).fit(X_train, np.random.default_rng(0).permutation(y_train))
+outcomes = {}
+for name, model in [("good", good), ("shuffled-labels", shuffled), ("copy-of-good", good)]:
+    version = version_from(logged(model, name))
+    outcomes[name] = (version.version, promote_if_it_passes(version))
+print("OUTCOMES " + json.dumps(outcomes))
+"""
+
+
+def run_notebook_cells(headings: list[str], extra_code: str) -> str:
+    """Execute the notebook's code cells that follow `headings`, then `extra_code`, in one kernel; return its output."""
+    notebook = nbformat.reads((REPO / "ml_project.ipynb").read_text(), as_version=4)
+    cells = notebook.cells
+    chosen = [
+        cells[index + 1]
+        for index, cell in enumerate(cells[:-1])
+        if cell.cell_type == "markdown" and any(cell.source.startswith(heading) for heading in headings)
+    ]
+    assert len(chosen) == len(headings) and all(cell.cell_type == "code" for cell in chosen), "a heading moved"
+    notebook.cells = [*chosen, nbformat.v4.new_code_cell("import json\n" + extra_code)]
+    NotebookClient(notebook, timeout=300, kernel_name="python3").execute()
+    return "".join(output.get("text", "") for output in notebook.cells[-1].outputs)
+
+
+def test_the_gate_rejects_a_weak_candidate_and_a_copy_and_champion_stays(tmp_path, monkeypatch):
+    with running_tracking_server(tmp_path) as server:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)  # the kernel inherits it, as VS Code's would
+        monkeypatch.setenv("PYTHONWARNINGS", STRICT_WARNINGS)
+        output = run_notebook_cells(DEFINITIONS, GATE_SCENARIO)
+
+        [line] = [line for line in output.splitlines() if line.startswith("OUTCOMES ")]
+        outcomes = json.loads(line.removeprefix("OUTCOMES "))
+        assert outcomes == {"good": ["1", True], "shuffled-labels": ["2", False], "copy-of-good": ["3", False]}
+        client = server.client()
+        assert client.get_registered_model(MODEL_NAME).aliases == {"champion": "1"}  # where the good model put it
+        good, shuffled, copy = (client.get_model_version(MODEL_NAME, number) for number in ("1", "2", "3"))
+        assert good.tags == {"validation_status": "approved"}
+        assert shuffled.tags["validation_status"] == copy.tags["validation_status"] == "rejected"
+        # The reasons name the checks that failed: the absolute accuracy threshold, and the comparison with the
+        # champion's log loss (a copy is not 1% better than the original).
+        assert "accuracy_score" in shuffled.tags["validation_reason"]
+        assert "log_loss" in shuffled.tags["validation_reason"]
+        assert "accuracy_score" not in copy.tags["validation_reason"]
+        assert "log_loss minimum relative change check failed" in copy.tags["validation_reason"]

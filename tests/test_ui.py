@@ -17,13 +17,16 @@ pytestmark = pytest.mark.browser
 class UI:
     """The test server's UI in one browser tab."""
 
-    def __init__(self, page, base_url: str, go_to):
-        self.page, self.base_url, self._go_to = page, base_url, go_to
+    def __init__(self, page, base_url: str, mlflow_ui):
+        self.page, self.base_url, self._mlflow_ui = page, base_url, mlflow_ui
+
+    def expand_child_runs(self, parent_run_name: str) -> None:
+        self._mlflow_ui.expand_child_runs(self.page, parent_run_name)
 
     def open(self, route: str, wait_for_text: str):
         """Open `#/route`, wait until it shows `wait_for_text`, and return the page."""
         try:
-            self._go_to(self.page, self.base_url, route, wait_for_text)
+            self._mlflow_ui.go_to(self.page, self.base_url, route, wait_for_text)
         except Exception:
             # What the browser showed instead: the screenshot is the first thing to look at.
             screenshot = Path(tempfile.gettempdir()) / f"test_ui-{route.replace('/', '_')}.png"
@@ -45,7 +48,7 @@ def ui(tracking_server, notebook_run) -> UI:
         missing_service(reason)
     with mlflow_ui.browser_page(tracking_server.url) as page:
         mlflow_ui.open_model_training(page, tracking_server.url)
-        yield UI(page, tracking_server.url, mlflow_ui.go_to)
+        yield UI(page, tracking_server.url, mlflow_ui)
 
 
 def numbers_in(text: str) -> list[float]:
@@ -65,10 +68,28 @@ def test_experiments_page_lists_every_experiment_and_its_runs(ui, tracking_serve
         runs = client.search_runs([experiment.experiment_id])
         if not runs:
             continue
-        page = ui.open(f"experiments/{experiment.experiment_id}", runs[0].info.run_name)
+        top_level = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+        page = ui.open(f"experiments/{experiment.experiment_id}", top_level[0].info.run_name)
+        # A parent run shows its children once unfolded (the sweep's "+").
+        for parent_id in {run.data.tags["mlflow.parentRunId"] for run in runs if run not in top_level}:
+            ui.expand_child_runs(client.get_run(parent_id).info.run_name)
         for run in runs:
             assert page.get_by_role("link", name=run.info.run_name, exact=True).count() == 1, run.info.run_name
         assert page.get_by_text(re.compile(rf"^{len(runs)} matching runs?$")).count() == 1  # "1 matching run"
+
+
+def test_runs_table_shows_each_runs_datasets(ui, tracking_server):
+    client = tracking_server.client()
+    experiment = client.get_experiment_by_name(IRIS_EXPERIMENT)
+    [run] = client.search_runs([experiment.experiment_id], "attributes.run_name = 'lr-baseline'")
+    page = ui.open(f"experiments/{experiment.experiment_id}", "lr-baseline")
+    # The table draws a row in parts (the pinned name column apart from the rest); they share a row-index.
+    name_part = page.get_by_role("row").filter(has=page.get_by_role("link", name="lr-baseline", exact=True))
+    row_index = name_part.get_attribute("row-index")
+    row_text = " ".join(part.inner_text() for part in page.locator(f"[role=row][row-index='{row_index}']").all())
+    for dataset_input in run.inputs.dataset_inputs:  # iris-train and iris-test, as "name (digest)"
+        dataset = dataset_input.dataset
+        assert f"{dataset.name} ({dataset.digest})" in row_text, row_text
 
 
 def test_run_page_shows_its_params_and_metrics(ui, tracking_server):
