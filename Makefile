@@ -8,28 +8,31 @@ PORT ?= 5000
 KEEP_SERVER ?= 1
 SERVE_PORT ?= 5001
 MODEL ?= models:/tracking-iris-lr@champion
+# The installer `make setup` uses, pinned like everything it installs.
+UV_VERSION := 0.13.9
 
 .DEFAULT_GOAL := help
-.PHONY: help setup tutorial serve bench bench-serve screenshots test test-latest lint clean
+.PHONY: help setup tutorial serve bench bench-serve screenshots test test-latest lint lock clean clean-data
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  Switches: make tutorial PORT=5001 (port 5000 is AirPlay on macOS), KEEP_SERVER=0 (stop after the last step)"
 	@echo "            make serve SERVE_PORT=5002, MODEL=models:/tracking-iris-lr/2 (another version)"
+	@echo "            make clean-data CONFIRM=1 (delete the tutorial's runs and models, after showing what)"
 
 setup: $(VENV)/.installed ## Create .venv from requirements.txt
 
-# Rebuilt when requirements.txt changes. uv installs the pinned set several times faster than pip;
+# Rebuilt when requirements.txt changes. uv installs the locked set several times faster than pip;
 # --compile-bytecode saves seconds on every later `import mlflow`.
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
 		{ echo "error: the guide needs Python 3.10 or newer; '$(PYTHON)' is $$($(PYTHON) --version 2>&1)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode -r requirements.txt
 	touch $@
 
-# The tests and `make screenshots` also need Playwright (requirements-dev.txt).
+# The tests, `make lint` and `make screenshots` also need requirements-dev.txt (pytest, Playwright, pre-commit, ...).
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode -r requirements-dev.txt
 	touch $@
@@ -53,21 +56,34 @@ bench: $(VENV)/.installed-dev ## Measure setup, server start, each step, the tut
 	$(BIN)/python -m maintainer.bench
 
 # A maintainer's check that the guide still works when MLflow moves on: the same suite in .venv-latest,
-# with the newest mlflow and scikit-learn (unpinned) and the other pins kept. Not part of .ci/run.
+# installed from the .in files with mlflow and scikit-learn unpinned (the newest releases), the other
+# direct pins kept, and whatever those pull in resolved afresh. Not part of .ci/run.
 LATEST := .venv-latest
 test-latest: ## Run the suite against the newest mlflow and scikit-learn, in .venv-latest
 	rm -rf $(LATEST) && $(PYTHON) -m venv $(LATEST)
-	$(LATEST)/bin/python -m pip install --quiet --disable-pip-version-check uv
-	sed -E 's/^(mlflow|scikit-learn)==[^ ;]*/\1/' requirements.txt > $(LATEST)/requirements.txt
-	cp requirements-dev.txt $(LATEST)/requirements-dev.txt
-	$(LATEST)/bin/uv pip install --quiet --python $(LATEST)/bin/python --compile-bytecode -r $(LATEST)/requirements-dev.txt
+	$(LATEST)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	sed -E 's/^(mlflow|scikit-learn)==[^ ;]*/\1/' requirements.in > $(LATEST)/requirements.in
+	cp requirements-dev.in $(LATEST)/requirements-dev.in
+	$(LATEST)/bin/uv pip install --quiet --python $(LATEST)/bin/python --compile-bytecode -r $(LATEST)/requirements-dev.in
 	@$(LATEST)/bin/python -c 'import mlflow, sklearn; print(f"Testing mlflow {mlflow.__version__}, scikit-learn {sklearn.__version__}")'
 	touch $(LATEST)/.installed $(LATEST)/.installed-dev
 	VENV=$(LATEST) $(MAKE) test
 
-lint: $(VENV)/.installed ## Check the code's style with ruff (settings in pyproject.toml)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+# requirements.in and requirements-dev.in name what the guide and the tests use; this pins those and everything
+# they pull in, for Python 3.10 to 3.13 on every platform (--universal adds the markers). uv keeps the current
+# pins where they still fit: add --upgrade to move everything to the newest releases.
+LOCK := $(BIN)/uv pip compile --quiet --universal --python-version 3.10 --custom-compile-command "make lock"
+lock: $(VENV)/.installed ## Re-pin requirements.txt and requirements-dev.txt from the .in files
+	$(LOCK) requirements.in -o requirements.txt
+	$(LOCK) requirements-dev.in -c requirements.txt -o requirements-dev.txt
 
-clean: ## Remove the venvs and the tutorial's data (mlflow.db, mlartifacts/)
-	rm -rf $(VENV) $(LATEST) mlflow.db mlartifacts mlflow-ui.log .pytest_cache
+lint: $(VENV)/.installed-dev ## Check the code with the pre-commit hooks: ruff, and notebooks without outputs
+	$(BIN)/pre-commit run --all-files
+
+clean: ## Remove what can be rebuilt: the venvs, caches and the server's log (your runs stay: see clean-data)
+	rm -rf $(VENV) $(LATEST) mlflow-ui.log .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Plain python3, not the venv: it needs only the standard library, and works after `make clean` too.
+clean-data: ## Delete the tutorial's runs and models (mlflow.db, mlartifacts/): shows what, deletes with CONFIRM=1
+	$(PYTHON) -m tutorial.clean_data --port $(PORT) $(if $(filter 1,$(CONFIRM)),--yes)

@@ -1,37 +1,19 @@
 """`make tutorial KEEP_SERVER=0`: the whole guide end to end, twice in a row on the same data."""
 
-import os
 import re
-import shutil
 import subprocess
 
-import pytest
-from conftest import REPO, VENV_BIN, running_tracking_server
+from conftest import make_env, running_tracking_server
 from expected_state import assert_notebook_results, assert_smoke_test_runs
 from guide_commands import TUTORIAL
 
 from tutorial import server_process
 from tutorial.steps import STEPS
 
-# What a fresh clone has; the copy shares the venv that runs these tests instead of building its own
-# (.venv, or .venv-latest under `make test-latest`, which passes VENV to make through the environment).
-NOT_COPIED = shutil.ignore_patterns(
-    ".git", ".venv*", "mlflow.db", "mlartifacts", "mlflow-ui.log", "__pycache__", ".*cache"
-)
-
-
-@pytest.fixture
-def fresh_checkout(tmp_path):
-    checkout = tmp_path / "mlflow-starter"
-    shutil.copytree(REPO, checkout, ignore=NOT_COPIED)  # copy2 keeps mtimes, so make sees .venv as up to date
-    (checkout / VENV_BIN.parent.name).symlink_to(VENV_BIN.parent)
-    return checkout
-
 
 def make_tutorial(checkout, port):
-    env = {name: value for name, value in os.environ.items() if not name.startswith(("MLFLOW_", "MAKE"))}
     command = f"{TUTORIAL} KEEP_SERVER=0 PORT={port}".split()
-    return subprocess.run(command, cwd=checkout, env=env, capture_output=True, text=True, timeout=900)
+    return subprocess.run(command, cwd=checkout, env=make_env(), capture_output=True, text=True, timeout=900)
 
 
 def test_tutorial_runs_end_to_end_twice(fresh_checkout):

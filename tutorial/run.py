@@ -20,6 +20,7 @@ from tutorial.steps import INFERENCE_FROM_FILES, SERVING, STEPS, TRACKING_SERVER
 
 REPO = Path(__file__).resolve().parent.parent
 SERVER_LOG = REPO / "mlflow-ui.log"
+OLD_SCHEMA = "Detected out-of-date database schema"  # what `mlflow ui` logs when mlflow.db needs `mlflow db upgrade`
 
 
 def start_tracking_server(port: int) -> subprocess.Popen:
@@ -39,6 +40,12 @@ def start_tracking_server(port: int) -> subprocess.Popen:
         # A failed start or a Ctrl+C while waiting: a worker can outlive its parent, so stop the whole group.
         server_process.stop(server)
         if isinstance(err, server_process.ServerFailedToStart):
+            if OLD_SCHEMA in SERVER_LOG.read_text(errors="replace"):
+                # A newer MLflow than the one that made mlflow.db: it refuses the old schema, and changes nothing.
+                sys.exit(
+                    "error: mlflow.db was made by an older MLflow and needs a schema migration: back it up "
+                    "(cp mlflow.db mlflow.db.bak), then run `.venv/bin/mlflow db upgrade sqlite:///mlflow.db`"
+                )
             sys.exit(f"error: {err}")
         raise
     print(f"      ready in {seconds:.1f} s", flush=True)

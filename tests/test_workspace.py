@@ -1,0 +1,112 @@
+"""The files around the guide: VS Code's settings, the dev container, GitHub's workflow and the pre-commit hooks.
+
+GitHub's runners cannot run here, so the workflow is checked statically, with actionlint.
+"""
+
+import json
+import re
+import shlex
+import subprocess
+
+import pytest
+import yaml
+from conftest import REPO, VENV_BIN
+from guide_commands import INFER_BY_ALIAS, RUN_NOTEBOOK, SMOKE_TEST
+
+MAKEFILE = (REPO / "Makefile").read_text()
+VSCODE_SETTINGS = json.loads((REPO / ".vscode/settings.json").read_text())
+VSCODE_EXTENSIONS = json.loads((REPO / ".vscode/extensions.json").read_text())
+DEV_CONTAINER = json.loads((REPO / ".devcontainer/devcontainer.json").read_text())
+WORKFLOW = yaml.safe_load((REPO / ".github/workflows/ci.yml").read_text())
+
+
+def makefile_default(variable: str) -> str:
+    """The default a Makefile variable gets from `NAME ?= value`."""
+    return re.search(rf"^{variable} \?= (\S+)$", MAKEFILE, re.MULTILINE)[1]
+
+
+def test_the_yaml_files_parse():
+    assert yaml.safe_load((REPO / ".pre-commit-config.yaml").read_text())["repos"]
+    assert WORKFLOW["jobs"]
+
+
+def test_vscode_and_the_dev_container_use_the_makefiles_venv():
+    venv = makefile_default("VENV")
+    assert VSCODE_SETTINGS["python.defaultInterpreterPath"] == f"${{workspaceFolder}}/{venv}/bin/python"
+    container_settings = DEV_CONTAINER["customizations"]["vscode"]["settings"]
+    assert container_settings["python.defaultInterpreterPath"] == f"${{containerWorkspaceFolder}}/{venv}/bin/python"
+    assert VSCODE_SETTINGS["jupyter.notebookFileRoot"] == "${workspaceFolder}"  # notebooks run from the root
+
+
+def test_vscode_recommends_the_python_and_jupyter_extensions_and_so_does_the_dev_container():
+    assert set(VSCODE_EXTENSIONS["recommendations"]) == {"ms-python.python", "ms-toolsai.jupyter"}
+    assert DEV_CONTAINER["customizations"]["vscode"]["extensions"] == VSCODE_EXTENSIONS["recommendations"]
+
+
+def test_the_dev_container_runs_a_real_target_and_forwards_the_ui_port():
+    command = shlex.split(DEV_CONTAINER["postCreateCommand"])
+    targets = re.findall(r"^([a-z-]+):", MAKEFILE, re.MULTILINE)
+    assert command[0] == "make" and command[1] in targets, command
+    port = int(makefile_default("PORT"))
+    assert DEV_CONTAINER["forwardPorts"] == [port]
+    assert DEV_CONTAINER["portsAttributes"][str(port)]["label"] == "MLflow UI"
+    assert "3.11" in DEV_CONTAINER["image"]
+
+
+def test_the_env_file_vscode_reads_is_ignored_and_the_settings_are_not():
+    assert VSCODE_SETTINGS["python.envFile"] == "${workspaceFolder}/.env"
+    files = [".env", ".vscode/settings.json", ".vscode/extensions.json"]
+    ignored = subprocess.run(["git", "check-ignore", *files], cwd=REPO, capture_output=True, text=True)
+    assert ignored.stdout.split() == [".env"]
+
+
+def test_the_workflow_passes_actionlint():
+    result = subprocess.run(
+        [VENV_BIN / "actionlint", ".github/workflows/ci.yml"], cwd=REPO, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_workflow_runs_ci_run_and_the_guides_steps_on_macos_and_windows():
+    test_job, guide_job = WORKFLOW["jobs"]["test"], WORKFLOW["jobs"]["guide"]
+    assert test_job["runs-on"] == "ubuntu-latest"
+    assert [step["run"] for step in test_job["steps"] if "run" in step] == ["bash .ci/run"]
+    assert guide_job["strategy"]["matrix"]["os"] == ["macos-latest", "windows-latest"]
+    commands = "\n".join(step.get("run", "") for step in guide_job["steps"])
+    for command in ("pip install -r requirements.txt", "mlflow ui", SMOKE_TEST, RUN_NOTEBOOK, INFER_BY_ALIAS):
+        assert command in commands, command
+    assert "make " not in commands  # those readers have no make
+
+
+def pre_commit(checkout, *arguments) -> subprocess.CompletedProcess:
+    env = {"PRE_COMMIT_HOME": str(checkout.parent / "pre-commit-home"), "PATH": "/usr/bin:/bin"}
+    command = [VENV_BIN / "pre-commit", "run", *arguments]
+    return subprocess.run(command, cwd=checkout, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def checkout_in_git(fresh_checkout):
+    """The fresh copy as a git repository with every file staged: what `pre-commit run` looks at."""
+    (fresh_checkout / ".venv").unlink(missing_ok=True)
+    (fresh_checkout / ".venv").symlink_to(VENV_BIN.parent)  # the hooks call .venv/bin/ruff, whatever VENV is
+    for command in (["git", "init", "--quiet"], ["git", "add", "--all"]):
+        subprocess.run(command, cwd=fresh_checkout, check=True)
+    return fresh_checkout
+
+
+def test_pre_commit_passes_on_a_fresh_copy_and_refuses_a_notebook_with_outputs(checkout_in_git):
+    result = pre_commit(checkout_in_git, "--all-files")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "notebooks are committed without outputs" in result.stdout
+
+    notebook_path = checkout_in_git / "ml_project.ipynb"
+    notebook = json.loads(notebook_path.read_text())
+    code_cell = next(index for index, cell in enumerate(notebook["cells"]) if cell["cell_type"] == "code")
+    notebook["cells"][code_cell]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": ["/home/me\n"]}]
+    notebook["cells"][code_cell]["execution_count"] = 1
+    notebook_path.write_text(json.dumps(notebook, indent=1))
+    subprocess.run(["git", "add", "ml_project.ipynb"], cwd=checkout_in_git, check=True)
+
+    result = pre_commit(checkout_in_git, "--files", "ml_project.ipynb")
+    assert result.returncode == 1
+    assert f"ml_project.ipynb: code cells [{code_cell}] have outputs" in result.stdout
