@@ -10,6 +10,8 @@ SERVE_PORT ?= 5001
 MODEL ?= models:/tracking-iris-lr@champion
 # The installer `make setup` uses, pinned like everything it installs.
 UV_VERSION := 0.13.9
+# Compile every module once, at install time (docs/speed.md); `make bench BENCH_ARGS=--setup` measures both ways.
+UV_COMPILE ?= --compile-bytecode
 
 .DEFAULT_GOAL := help
 .PHONY: help setup tutorial serve bench bench-serve screenshots test test-latest lint lock clean clean-data
@@ -29,12 +31,12 @@ $(VENV)/.installed: requirements.txt
 		{ echo "error: the guide needs Python 3.10 or newer; '$(PYTHON)' is $$($(PYTHON) --version 2>&1)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode -r requirements.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python $(UV_COMPILE) -r requirements.txt
 	touch $@
 
 # The tests, `make lint` and `make screenshots` also need requirements-dev.txt (pytest, Playwright, pre-commit, ...).
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode -r requirements-dev.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python $(UV_COMPILE) -r requirements-dev.txt
 	touch $@
 
 tutorial: $(VENV)/.installed ## Start the tracking server and run every step of the guide
@@ -52,8 +54,8 @@ screenshots: $(VENV)/.installed-dev ## Remake images/ from a live run, in headle
 test: $(VENV)/.installed-dev ## Run the whole test suite
 	$(BIN)/python -m pytest
 
-bench: $(VENV)/.installed-dev ## Measure setup, server start, each step, the tutorial and the suite (takes ~30 min)
-	$(BIN)/python -m maintainer.bench
+bench: $(VENV)/.installed-dev ## Measure the tutorial against the original guide (~8 min); BENCH_ARGS="--setup --suite" for more
+	$(BIN)/python -m maintainer.bench $(BENCH_ARGS)
 
 # A maintainer's check that the guide still works when MLflow moves on: the same suite in .venv-latest,
 # installed from the .in files with mlflow and scikit-learn unpinned (the newest releases), the other

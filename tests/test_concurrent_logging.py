@@ -5,18 +5,18 @@ The same check runs on PostgreSQL in test_team_server.py.
 
 import mlflow
 import mlflow.tracking.fluent
-from concurrent_logging import run_clients
+from concurrent_logging import CLIENTS, RUNS_PER_CLIENT, run_clients
 from conftest import running_tracking_server
 from mlflow.tracking._tracking_service.client import TrackingServiceClient
 
 
-def test_eight_clients_log_200_runs_on_sqlite_with_four_workers(tmp_path, capsys):
+def test_clients_log_into_a_new_experiment_at_once_on_sqlite_with_four_workers(tmp_path, capsys):
     with running_tracking_server(tmp_path, workers=4) as server:
-        result = run_clients(server.url, "concurrency-sqlite", 8, runs_per_client=25, explicit_experiment_id=True)
+        result = run_clients(server.url, "concurrency-sqlite", CLIENTS, RUNS_PER_CLIENT, explicit_experiment_id=True)
     with capsys.disabled():
         print("\n" + result.summary("SQLite, 4 workers"))
     assert (result.lost, result.misfiled, result.failed) == (0, 0, 0), result.first_error
-    assert result.runs_in_experiment == 200
+    assert result.runs_in_experiment == CLIENTS * RUNS_PER_CLIENT
 
 
 def test_a_client_that_loses_the_race_to_create_the_experiment_logs_to_default(tracking_server, monkeypatch):

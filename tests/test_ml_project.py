@@ -2,7 +2,7 @@
 the winner once, and promotes it to @champion through an evaluation gate.
 
 The notebook runs alone in an empty folder (the `notebook_run` fixture in conftest.py). The gate's rejection path
-runs the notebook's own cells, in a kernel, against a server of its own.
+runs the notebook's own cells, in a kernel, with a registered model and an experiment of its own.
 """
 
 import json
@@ -10,7 +10,7 @@ import json
 import mlflow
 import nbformat
 import numpy as np
-from conftest import REPO, STRICT_WARNINGS, running_tracking_server
+from conftest import REPO, STRICT_WARNINGS
 from expected_state import MODEL_NAME, assert_notebook_results
 from nbclient import NotebookClient
 
@@ -36,9 +36,14 @@ DEFINITIONS = [
     "## A promotion gate",
 ]
 # Then, in the same kernel: a good model becomes @champion; a model trained on shuffled labels and a copy of the
-# champion are candidates that must fail the gate, one on the accuracy threshold, one on the comparison.
-GATE_SCENARIO = """
+# champion are candidates that must fail the gate, one on the accuracy threshold, one on the comparison. The notebook's
+# functions read MODEL_NAME and `experiment` when called: the scenario gives them names of its own.
+GATE_MODEL_NAME = "gate-test"
+GATE_SCENARIO = (
+    f'MODEL_NAME = experiment_name = "{GATE_MODEL_NAME}"\n'
+    + """
 import numpy as np
+experiment = mlflow.set_experiment(experiment_name)
 
 def logged(model, run_name):
     with mlflow.start_run(experiment_id=experiment.experiment_id, run_name=run_name):
@@ -54,6 +59,7 @@ for name, model in [("good", good), ("shuffled-labels", shuffled), ("copy-of-goo
     outcomes[name] = (version.version, promote_if_it_passes(version))
 print("OUTCOMES " + json.dumps(outcomes))
 """
+)
 
 
 def run_notebook_cells(headings: list[str], extra_code: str) -> str:
@@ -71,23 +77,24 @@ def run_notebook_cells(headings: list[str], extra_code: str) -> str:
     return "".join(output.get("text", "") for output in notebook.cells[-1].outputs)
 
 
-def test_the_gate_rejects_a_weak_candidate_and_a_copy_and_champion_stays(tmp_path, monkeypatch):
-    with running_tracking_server(tmp_path) as server:
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)  # the kernel inherits it, as VS Code's would
-        monkeypatch.setenv("PYTHONWARNINGS", STRICT_WARNINGS)
-        output = run_notebook_cells(DEFINITIONS, GATE_SCENARIO)
+def test_the_gate_rejects_a_weak_candidate_and_a_copy_and_champion_stays(tracking_server, notebook_run, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server.url)  # the kernel inherits it, as VS Code's would
+    monkeypatch.setenv("PYTHONWARNINGS", STRICT_WARNINGS)
+    output = run_notebook_cells(DEFINITIONS, GATE_SCENARIO)
 
-        [line] = [line for line in output.splitlines() if line.startswith("OUTCOMES ")]
-        outcomes = json.loads(line.removeprefix("OUTCOMES "))
-        assert outcomes == {"good": ["1", True], "shuffled-labels": ["2", False], "copy-of-good": ["3", False]}
-        client = server.client()
-        assert client.get_registered_model(MODEL_NAME).aliases == {"champion": "1"}  # where the good model put it
-        good, shuffled, copy = (client.get_model_version(MODEL_NAME, number) for number in ("1", "2", "3"))
-        assert good.tags == {"validation_status": "approved"}
-        assert shuffled.tags["validation_status"] == copy.tags["validation_status"] == "rejected"
-        # The reasons name the checks that failed: the absolute accuracy threshold, and the comparison with the
-        # champion's log loss (a copy is not 1% better than the original).
-        assert "accuracy_score" in shuffled.tags["validation_reason"]
-        assert "log_loss" in shuffled.tags["validation_reason"]
-        assert "accuracy_score" not in copy.tags["validation_reason"]
-        assert "log_loss minimum relative change check failed" in copy.tags["validation_reason"]
+    [line] = [line for line in output.splitlines() if line.startswith("OUTCOMES ")]
+    outcomes = json.loads(line.removeprefix("OUTCOMES "))
+    assert outcomes == {"good": ["1", True], "shuffled-labels": ["2", False], "copy-of-good": ["3", False]}
+    client = tracking_server.client()
+    assert client.get_registered_model(GATE_MODEL_NAME).aliases == {"champion": "1"}  # where the good model put it
+    good, shuffled, copy = (client.get_model_version(GATE_MODEL_NAME, number) for number in ("1", "2", "3"))
+    assert good.tags == {"validation_status": "approved"}
+    assert shuffled.tags["validation_status"] == copy.tags["validation_status"] == "rejected"
+    # The reasons name the checks that failed: the absolute accuracy threshold, and the comparison with the
+    # champion's log loss (a copy is not 1% better than the original).
+    assert "accuracy_score" in shuffled.tags["validation_reason"]
+    assert "log_loss" in shuffled.tags["validation_reason"]
+    assert "accuracy_score" not in copy.tags["validation_reason"]
+    assert "log_loss minimum relative change check failed" in copy.tags["validation_reason"]
+    # The guide's own model and champion are untouched.
+    assert client.get_registered_model(MODEL_NAME).aliases == {"champion": "3"}

@@ -4,6 +4,7 @@ Used by the tutorial runner and by the tests, so both handle servers the same wa
 """
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -95,11 +96,15 @@ def _group_is_alive(pgid: int) -> bool:
 
 
 @contextmanager
-def running_tracking_server(root: Path, workers: int = 1) -> Iterator[str]:
+def running_tracking_server(root: Path, workers: int = 1, database_template: Path | None = None) -> Iterator[str]:
     """A throwaway `mlflow server` on a free loopback port, keeping mlflow.db and mlartifacts/ in `root`.
 
     Yields its URL. The tests and `make screenshots` use it; the guide itself uses `mlflow ui`.
+    `database_template`, an empty database that MLflow has already migrated, becomes root/mlflow.db
+    unless there is one: a new database otherwise runs every one of MLflow's migrations at start-up.
     """
+    if database_template is not None and not (root / "mlflow.db").exists():
+        shutil.copyfile(database_template, root / "mlflow.db")
     port = free_port()
     # fmt: off
     command = [
