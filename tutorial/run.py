@@ -34,7 +34,8 @@ def start_tracking_server(port: int) -> subprocess.Popen:
     command = [*shlex.split(TRACKING_SERVER.command), "--host", "127.0.0.1", "--port", str(port)]
     print(f"{TRACKING_SERVER.label()}\n      $ {' '.join(command)}  (log: {SERVER_LOG.name})", flush=True)
     # MLflow's job runner serves its GenAI features (scorers, judges), which no step of the guide uses. Off, the
-    # server starts fewer processes and is ready sooner; `mlflow ui` in a terminal keeps it, which changes nothing.
+    # server starts fewer processes and is ready sooner. A reader's own `mlflow ui` keeps it on: the steps behave
+    # the same either way.
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     server = server_process.start(command, SERVER_LOG, cwd=REPO, env=env)
     try:
