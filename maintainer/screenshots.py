@@ -70,7 +70,10 @@ def photograph_ml_project(page, url: str, client: MlflowClient) -> None:
     # The register dialog, as a reader fills it in for the UI way of the Model Registry step (not submitted).
     page.get_by_role("button", name="Register model").click()
     dialog = page.get_by_role("dialog")
-    dialog.get_by_role("combobox").click(force=True)
+    model_picker = dialog.get_by_role("combobox")
+    model_picker.wait_for()
+    page.wait_for_timeout(500)  # the dialog slides in; a click before it settles lands outside the viewport
+    model_picker.click(force=True)
     page.locator(".du-bois-light-select-item-option").filter(has_text=MODEL_NAME).first.click()
     page.wait_for_timeout(300)
     save(page, "10-register-model-dialog.png")
@@ -91,22 +94,19 @@ def photograph_ml_project(page, url: str, client: MlflowClient) -> None:
     page.wait_for_timeout(1000)
     save(page, "06-compare-runs.png")
 
-    best_run = runs["lr-C-1.5"]
-    go_to(page, url, f"{experiment_route}/runs/{best_run.info.run_id}", "cv_log_loss")
-    page.get_by_role("tab", name="Artifacts").click()
-    page.get_by_text("confusion_matrix.png", exact=True).click()
-    page.get_by_role("img", name="confusion_matrix.png").wait_for()
-    page.wait_for_timeout(500)
-    save(page, "07-confusion-matrix.png")
+    def photograph_run_image(run, shown_metric: str, image: str, screenshot: str) -> None:
+        """A run's Artifacts tab, with one of its images open."""
+        go_to(page, url, f"{experiment_route}/runs/{run.info.run_id}", shown_metric)
+        page.get_by_role("tab", name="Artifacts").click()
+        page.get_by_text(image, exact=True).click()
+        page.get_by_role("img", name=image).wait_for()
+        page.wait_for_timeout(500)
+        save(page, screenshot)
 
+    photograph_run_image(runs["lr-C-1.5"], "cv_log_loss", "confusion_matrix.png", "07-confusion-matrix.png")
     # The gate's evaluation run keeps its plots: the ROC curves of the three species.
     evaluation = runs[f"evaluate-v{champion.version}"]
-    go_to(page, url, f"{experiment_route}/runs/{evaluation.info.run_id}", "accuracy_score")
-    page.get_by_role("tab", name="Artifacts").click()
-    page.get_by_text("roc_curve_plot.png", exact=True).click()
-    page.get_by_role("img", name="roc_curve_plot.png").wait_for()
-    page.wait_for_timeout(500)
-    save(page, "12-evaluation-plots.png")
+    photograph_run_image(evaluation, "accuracy_score", "roc_curve_plot.png", "12-evaluation-plots.png")
 
     go_to(page, url, f"models/{MODEL_NAME}", "Version 3")
     save(page, "08-registered-model-versions.png")
