@@ -30,6 +30,7 @@ import time
 import timeit
 from pathlib import Path
 
+from maintainer.checkout import fresh_copy, reader_env
 from maintainer.original_guide import run_original_guide
 from tutorial import server_process
 from tutorial.steps import MODEL_REGISTRY, SMOKE_TEST, STEPS, Step
@@ -96,11 +97,8 @@ def server_ready_seconds(folder: Path, as_the_tutorial_starts_it: bool) -> float
 
 def tutorial_step_seconds(folder: Path) -> dict:
     """`make tutorial KEEP_SERVER=0` in a fresh copy: the whole, and each step as the runner reports it."""
-    checkout = folder / "checkout"
-    ignore = shutil.ignore_patterns(".git", ".venv*", "mlflow.db", "mlartifacts", "*.log", "__pycache__", ".*cache")
-    shutil.copytree(REPO, checkout, ignore=ignore)
-    (checkout / VENV_BIN.parent.name).symlink_to(VENV_BIN.parent)
-    env = {name: value for name, value in os.environ.items() if not name.startswith(("MLFLOW_", "MAKE"))}
+    checkout = fresh_copy(folder / "checkout")
+    env = reader_env()
     port = server_process.free_port()
     started = time.monotonic()
     result = subprocess.run(
@@ -155,9 +153,7 @@ def fresh_clone_tutorial_seconds(folder: Path, env_changes: dict) -> float:
     """A fresh clone with no download cache, then `make tutorial KEEP_SERVER=0`: the set-up included."""
     clone = Path(tempfile.mkdtemp(dir=folder))
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone / "repo")], check=True)
-    env = {name: value for name, value in os.environ.items() if not name.startswith(("MLFLOW_", "MAKE", "VIRTUAL_ENV"))}
-    env.update({"UV_NO_CACHE": "1", "PIP_NO_CACHE_DIR": "1", **env_changes})
-    env = {name: value for name, value in env.items() if value is not None}
+    env = reader_env(VIRTUAL_ENV=None, UV_NO_CACHE="1", PIP_NO_CACHE_DIR="1", **env_changes)
     port = server_process.free_port()
     seconds = seconds_of(["make", "tutorial", "KEEP_SERVER=0", f"PORT={port}"], clone / "repo", env=env)
     shutil.rmtree(clone)
@@ -179,7 +175,7 @@ def pip_and_original_guide_seconds(folder: Path) -> float:
 
 def suite_seconds(checkout: Path) -> float:
     """`make test` in `checkout`, its venv built first and not timed."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith(("MLFLOW_", "MAKE"))}
+    env = reader_env()
     subprocess.run(["make", ".venv/.installed-dev"], cwd=checkout, env=env, check=True, capture_output=True)
     return seconds_of(["make", "test"], checkout, env=env)
 

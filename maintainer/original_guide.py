@@ -25,6 +25,25 @@ with mlflow.start_run():
     mlflow.log_metric("metric1", 0.85)
 """
 
+# The original's two runs train and log in the same way, with other params; it repeats the cells, we fill them in.
+TRAIN = """
+params = {params}
+lr = LogisticRegression(**params)
+lr.fit(X_train, y_train)
+y_pred = lr.predict(X_test)
+_as = accuracy_score(y_test, y_pred)
+"""
+LOG_RUN = """
+with mlflow.start_run(run_name="Logistic Regression Model"):
+    mlflow.log_params(params)
+    mlflow.log_metric("accuracy", _as)
+    mlflow.set_tag("model", "Basic LR Model")
+    signature = infer_signature(X_train, lr.predict(X_train))
+    model_info = mlflow.sklearn.log_model(
+        sk_model=lr, name="iris_model", signature=signature, input_example=X_train,
+        registered_model_name="tracking-quickstart",
+    )
+"""
 NOTEBOOK_CELLS = [
     """
 import mlflow
@@ -39,42 +58,13 @@ from sklearn.metrics import accuracy_score
 X, y = datasets.load_iris(return_X_y=True)
 X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=42)
 """,
-    """
-params = {"penalty": "l2", "solver": "lbfgs", "max_iter": 1000, "random_state": 42}
-lr = LogisticRegression(**params)
-lr.fit(X_train, y_train)
-y_pred = lr.predict(X_test)
-_as = accuracy_score(y_test, y_pred)
-""",
+    TRAIN.replace("{params}", '{"penalty": "l2", "solver": "lbfgs", "max_iter": 1000, "random_state": 42}'),
     """
 mlflow.set_tracking_uri(uri="{uri}/")
 mlflow.set_experiment("Iris Classification Experiment")
-with mlflow.start_run(run_name="Logistic Regression Model"):
-    mlflow.log_params(params)
-    mlflow.log_metric("accuracy", _as)
-    mlflow.set_tag("model", "Basic LR Model")
-    signature = infer_signature(X_train, lr.predict(X_train))
-    model_info = mlflow.sklearn.log_model(
-        sk_model=lr, name="iris_model", signature=signature, input_example=X_train,
-        registered_model_name="tracking-quickstart",
-    )
-""",
-    """
-params = {"solver": "newton-cg", "max_iter": 800, "random_state": 12}
-lr = LogisticRegression(**params)
-lr.fit(X_train, y_train)
-y_pred = lr.predict(X_test)
-_as = accuracy_score(y_test, y_pred)
-with mlflow.start_run(run_name="Logistic Regression Model"):
-    mlflow.log_params(params)
-    mlflow.log_metric("accuracy", _as)
-    mlflow.set_tag("model", "Basic LR Model")
-    signature = infer_signature(X_train, lr.predict(X_train))
-    model_info = mlflow.sklearn.log_model(
-        sk_model=lr, name="iris_model", signature=signature, input_example=X_train,
-        registered_model_name="tracking-quickstart",
-    )
-""",
+"""
+    + LOG_RUN,
+    TRAIN.replace("{params}", '{"solver": "newton-cg", "max_iter": 800, "random_state": 12}') + LOG_RUN,
 ]
 
 # The original reads input_example.json into a DataFrame; MLflow 3 saves it in another layout, which the

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from maintainer.checkout import fresh_copy
 from tutorial import server_process
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,25 +78,10 @@ def tracking_server(tmp_path_factory) -> TrackingServer:
         yield server
 
 
-# What a fresh clone has; the copy shares the venv that runs these tests instead of building its own
-# (.venv, or .venv-latest under `make test-latest`, which passes VENV to make through the environment).
-NOT_COPIED = shutil.ignore_patterns(
-    ".git", ".venv*", "mlflow.db", "mlartifacts", "mlflow-ui.log", "__pycache__", ".*cache"
-)
-
-
 @pytest.fixture
 def fresh_checkout(tmp_path) -> Path:
     """A copy of the repository as a fresh clone has it, in a temp folder, with the test venv linked in."""
-    checkout = tmp_path / "mlflow-starter"
-    shutil.copytree(REPO, checkout, ignore=NOT_COPIED)  # copy2 keeps mtimes, so make sees .venv as up to date
-    (checkout / VENV_BIN.parent.name).symlink_to(VENV_BIN.parent)
-    return checkout
-
-
-def make_env() -> dict:
-    """The environment of a reader's shell: no MLflow settings, and no make variables from an outer make."""
-    return {name: value for name, value in os.environ.items() if not name.startswith(("MLFLOW_", "MAKE"))}
+    return fresh_copy(tmp_path / "mlflow-starter")
 
 
 def missing_service(reason: str) -> None:

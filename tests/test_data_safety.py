@@ -10,15 +10,15 @@ import sqlite3
 import subprocess
 
 import pytest
-from conftest import make_env
 from mlflow.entities import ViewType
 
+from maintainer.checkout import reader_env
 from tutorial import server_process
 
 
 def make(checkout, *arguments) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["make", *arguments], cwd=checkout, env=make_env(), capture_output=True, text=True, timeout=120
+        ["make", *arguments], cwd=checkout, env=reader_env(), capture_output=True, text=True, timeout=120
     )
 
 

@@ -3,17 +3,18 @@
 import re
 import subprocess
 
-from conftest import make_env, run_command, running_tracking_server
+from conftest import run_command, running_tracking_server
 from expected_state import assert_notebook_results, assert_smoke_test_runs
 from guide_commands import RUN_NOTEBOOK, SMOKE_TEST, TUTORIAL
 
+from maintainer.checkout import reader_env
 from tutorial import server_process
 from tutorial.steps import STEPS
 
 
 def make_tutorial(checkout, port):
     command = f"{TUTORIAL} KEEP_SERVER=0 PORT={port}".split()
-    return subprocess.run(command, cwd=checkout, env=make_env(), capture_output=True, text=True, timeout=900)
+    return subprocess.run(command, cwd=checkout, env=reader_env(), capture_output=True, text=True, timeout=900)
 
 
 def test_tutorial_runs_end_to_end_and_a_second_run_repeats_no_version(fresh_checkout):
