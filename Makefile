@@ -2,11 +2,17 @@
 # Only python3 (3.10+) and make are needed: every target builds the venv it uses.
 
 PYTHON ?= python3
-VENV ?= .venv
+# Paths that `make clean` deletes come from make's command line only (`make VENV=...`), never from the
+# environment: a reader who exports VENV for their own scripts must not lose that folder to `make clean`.
+ifneq ($(origin VENV),command line)
+VENV := .venv
+endif
 BIN := $(VENV)/bin
 PORT ?= 5000
 KEEP_SERVER ?= 1
-SERVE_PORT ?= 5001
+# The REST server goes on the port after the tracking server's, so the two never meet:
+# 5001 after the default 5000, 5002 after `make tutorial PORT=5001` (AirPlay holds 5000 on macOS).
+SERVE_PORT ?= $(shell echo $$(($(PORT) + 1)))
 MODEL ?= models:/tracking-iris-lr@champion
 # The installer `make setup` uses, pinned like everything it installs.
 UV_VERSION := 0.13.9
@@ -19,7 +25,9 @@ UV_COMPILE ?= --compile-bytecode
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  Switches: make tutorial PORT=5001 (port 5000 is AirPlay on macOS), KEEP_SERVER=0 (stop after the last step)"
-	@echo "            make serve SERVE_PORT=5002, MODEL=models:/tracking-iris-lr/2 (another version)"
+	@echo "            make serve PORT=5001 (the tracking server's port; it serves on PORT+1), SERVE_PORT=5003,"
+	@echo "            MODEL=models:/tracking-iris-lr/2 (another version)"
+	@echo "            make setup PYTHON=python3.13 (another Python: the lock supports 3.10 to 3.14)"
 	@echo "            make clean-data CONFIRM=1 (delete the tutorial's runs and models, after showing what)"
 
 setup: $(VENV)/.installed ## Create .venv from requirements.txt
@@ -27,8 +35,7 @@ setup: $(VENV)/.installed ## Create .venv from requirements.txt
 # Rebuilt when requirements.txt changes. uv installs the locked set several times faster than pip;
 # --compile-bytecode saves seconds on every later `import mlflow`.
 $(VENV)/.installed: requirements.txt
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
-		{ echo "error: the guide needs Python 3.10 or newer; '$(PYTHON)' is $$($(PYTHON) --version 2>&1)"; exit 1; }
+	@$(PYTHON) -m tutorial.check_python
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(BIN)/uv pip install --quiet --python $(BIN)/python $(UV_COMPILE) -r requirements.txt
@@ -42,7 +49,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 tutorial: $(VENV)/.installed ## Start the tracking server and run every step of the guide
 	$(BIN)/python -m tutorial.run --port $(PORT) $(if $(filter 0,$(KEEP_SERVER)),--no-keep-server)
 
-serve: $(VENV)/.installed ## Serve the champion over REST on port 5001 (needs the server of `make tutorial`)
+serve: $(VENV)/.installed ## Serve the champion over REST on port PORT+1, 5001 (needs the server of `make tutorial`)
 	$(BIN)/python -m tutorial.serve --model-uri $(MODEL) --port $(SERVE_PORT) --tracking-uri http://127.0.0.1:$(PORT)
 
 bench-serve: $(VENV)/.installed ## Measure the REST server: requests/s and latency for 1-2 workers, 1-4 clients
@@ -54,13 +61,15 @@ screenshots: $(VENV)/.installed-dev ## Remake images/ from a live run, in headle
 test: $(VENV)/.installed-dev ## Run the whole test suite
 	$(BIN)/python -m pytest
 
-bench: $(VENV)/.installed-dev ## Measure the tutorial against the original guide (~8 min); BENCH_ARGS="--setup --suite" for more
+bench: $(VENV)/.installed-dev ## Measure the tutorial against the original guide (docs/speed.md); BENCH_ARGS="--setup --suite" for more
 	$(BIN)/python -m maintainer.bench $(BENCH_ARGS)
 
 # A maintainer's check that the guide still works when MLflow moves on: the same suite in .venv-latest,
 # installed from the .in files with mlflow and scikit-learn unpinned (the newest releases), the other
 # direct pins kept, and whatever those pull in resolved afresh. Not part of .ci/run.
+ifneq ($(origin LATEST),command line)
 LATEST := .venv-latest
+endif
 test-latest: ## Run the suite against the newest mlflow and scikit-learn, in .venv-latest
 	rm -rf $(LATEST) && $(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
@@ -69,10 +78,10 @@ test-latest: ## Run the suite against the newest mlflow and scikit-learn, in .ve
 	$(LATEST)/bin/uv pip install --quiet --python $(LATEST)/bin/python --compile-bytecode -r $(LATEST)/requirements-dev.in
 	@$(LATEST)/bin/python -c 'import mlflow, sklearn; print(f"Testing mlflow {mlflow.__version__}, scikit-learn {sklearn.__version__}")'
 	touch $(LATEST)/.installed $(LATEST)/.installed-dev
-	VENV=$(LATEST) $(MAKE) test
+	$(MAKE) test VENV=$(LATEST)
 
 # requirements.in and requirements-dev.in name what the guide and the tests use; this pins those and everything
-# they pull in, for Python 3.10 to 3.13 on every platform (--universal adds the markers). uv keeps the current
+# they pull in, for Python 3.10 to 3.14 on every platform (--universal adds the markers). uv keeps the current
 # pins where they still fit: add --upgrade to move everything to the newest releases.
 LOCK := $(BIN)/uv pip compile --quiet --universal --python-version 3.10 --custom-compile-command "make lock"
 lock: $(VENV)/.installed ## Re-pin requirements.txt and requirements-dev.txt from the .in files

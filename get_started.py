@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import NoReturn
 
@@ -41,6 +42,20 @@ def check_tracking_server(uri: str) -> None:
             f"no MLflow tracking server answers at {uri} ({getattr(err, 'reason', err)}): start it with "
             "`mlflow ui` in another terminal (or run `make tutorial`), or set MLFLOW_TRACKING_URI to your server"
         )
+    # /health answers whatever the address. The rest of the server refuses a Host header outside localhost and
+    # private addresses (MLflow's protection against DNS rebinding), such as a Codespace's forwarded address or a
+    # team server's name that was not listed: every MLflow call would then fail with HTTP 403.
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1", timeout=2).close()
+    except urllib.error.HTTPError as err:
+        if err.code == 403 and err.read(100).startswith(b"Invalid Host header"):
+            address = urllib.parse.urlsplit(uri).netloc
+            exit_with_error(
+                f"{uri} refuses requests addressed to {address} (HTTP 403, Invalid Host header): start the server "
+                f"with --allowed-hosts {address} (or MLFLOW_SERVER_ALLOWED_HOSTS={address}), or use its local address"
+            )
+    except OSError:
+        pass  # the request itself failed: MLflow reports that, with its own error, on its first call
 
 
 def log_smoke_test_run(uri: str) -> None:
@@ -70,6 +85,10 @@ def main() -> None:
         help="the tracking server (default: $MLFLOW_TRACKING_URI, else %(default)s)",
     )
     args = parser.parse_args()
+    # MLflow prints "🏃 View run ..." when a run ends. A stdout that cannot encode it (Windows writes cp1252 to a
+    # redirected one: `python get_started.py > log.txt`) would crash the script after the run is logged; print "?".
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="replace")
 
     check_tracking_server(args.tracking_uri)
     # The server answered. If it goes away mid-run, fail in seconds: MLflow's default retries take minutes.

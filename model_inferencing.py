@@ -23,6 +23,7 @@ import os
 import re
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import NoReturn
@@ -54,6 +55,20 @@ def check_tracking_server(uri: str) -> None:
             f"no MLflow tracking server answers at {uri} ({getattr(err, 'reason', err)}): start it with "
             "`mlflow ui` in another terminal (or run `make tutorial`), or set MLFLOW_TRACKING_URI to your server"
         )
+    # /health answers whatever the address. The rest of the server refuses a Host header outside localhost and
+    # private addresses (MLflow's protection against DNS rebinding), such as a Codespace's forwarded address or a
+    # team server's name that was not listed: every MLflow call would then fail with HTTP 403.
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1", timeout=2).close()
+    except urllib.error.HTTPError as err:
+        if err.code == 403 and err.read(100).startswith(b"Invalid Host header"):
+            address = urllib.parse.urlsplit(uri).netloc
+            exit_with_error(
+                f"{uri} refuses requests addressed to {address} (HTTP 403, Invalid Host header): start the server "
+                f"with --allowed-hosts {address} (or MLFLOW_SERVER_ALLOWED_HOSTS={address}), or use its local address"
+            )
+    except OSError:
+        pass  # the request itself failed: MLflow reports that, with its own error, on its first call
 
 
 def folder_of_mlmodel_file(path: str) -> str:

@@ -4,10 +4,9 @@ read the files: the compose file parses, and its server runs the command of docs
 import configparser
 import re
 import shlex
-import subprocess
 
 import yaml
-from conftest import REPO
+from conftest import REPO, git
 from guide_commands import TEAM_SERVER
 
 DEPLOY = REPO / "deploy"
@@ -65,7 +64,7 @@ def test_auth_config_holds_no_secret():
 
 
 def test_env_files_with_secrets_are_ignored_by_git():
-    ignored = subprocess.run(["git", "check-ignore", "deploy/.env", ".env"], cwd=REPO, capture_output=True, text=True)
-    assert ignored.stdout.split() == ["deploy/.env", ".env"]
-    example = subprocess.run(["git", "check-ignore", "deploy/.env.example"], cwd=REPO, capture_output=True)
-    assert example.returncode == 1  # not ignored: it ships
+    ignored = git("check-ignore", "deploy/.env", ".env")
+    assert ignored.stdout.split() == ["deploy/.env", ".env"], ignored.stderr
+    example = git("check-ignore", "deploy/.env.example")
+    assert example.returncode == 1, example.stderr  # not ignored: it ships

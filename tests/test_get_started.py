@@ -12,7 +12,12 @@ from tutorial import server_process
 
 
 def test_smoke_test_logs_its_param_and_metric(tracking_server, tmp_path):
-    result = run_command(SMOKE_TEST, tracking_server.url, cwd=alone_in_a_folder("get_started.py", tmp_path))
+    # As on Windows with the output redirected (`python get_started.py > log.txt`, or GitHub's Windows job):
+    # Python writes stdout in cp1252, which has no "🏃" for the run link MLflow prints when the run ends.
+    cp1252_stdout = {"PYTHONIOENCODING": "cp1252"}
+    folder = alone_in_a_folder("get_started.py", tmp_path)
+
+    result = run_command(SMOKE_TEST, tracking_server.url, cwd=folder, extra_env=cp1252_stdout)
 
     assert result.returncode == 0, result.stderr
     assert_smoke_test_runs(tracking_server.client(), times_run=1)

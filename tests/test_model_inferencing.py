@@ -15,9 +15,10 @@ from tutorial import server_process
 from tutorial.steps import fill_in
 
 
-def infer(command: str, tracking_uri: str, folder: Path):
+def infer(command: str, tracking_uri: str, folder: Path, extra_env: dict | None = None):
     """Run an inference command with model_inferencing.py alone in `folder`."""
-    return run_command(command, tracking_uri, cwd=alone_in_a_folder("model_inferencing.py", folder), timeout=120)
+    folder = alone_in_a_folder("model_inferencing.py", folder)
+    return run_command(command, tracking_uri, cwd=folder, timeout=120, extra_env=extra_env)
 
 
 def champion_location(tracking_server) -> str:
@@ -58,7 +59,8 @@ def test_inference_from_a_registry_uri(tracking_server, notebook_run, command, t
     model_uri = command.split()[-1]
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server.url)  # where this process resolves the URI too
 
-    result = infer(command, tracking_server.url, tmp_path)
+    # As on Windows with the output redirected (`... > log.txt`, or GitHub's Windows job): stdout in cp1252.
+    result = infer(command, tracking_server.url, tmp_path, extra_env={"PYTHONIOENCODING": "cp1252"})
 
     assert result.returncode == 0, result.stderr
     assert printed_predictions(result.stdout) == expected_predictions(model_uri)

@@ -15,7 +15,7 @@ from guide_commands import MAKE_SERVE, PING, PREDICT_DATAFRAME_SPLIT, PREDICT_IN
 from sklearn.datasets import load_iris
 
 from maintainer.scoring_load import run_load
-from tutorial import server_process
+from tutorial import run, server_process
 
 IRIS = load_iris(as_frame=True).frame.drop(columns="target")
 
@@ -109,13 +109,21 @@ def test_four_clients_send_2000_requests_without_an_error(scoring_server):
     print(f"\n4 clients: {result.requests_per_second:.0f} req/s, p99 {result.percentile_ms(99):.1f} ms")
 
 
-def test_make_serve_serves_the_champion(tracking_server, notebook_run, tmp_path):
-    port = server_process.free_port()
-    command = shlex.split(MAKE_SERVE) + [f"PORT={port_of(tracking_server.url)}", f"SERVE_PORT={port}"]
-    server = server_process.start(command, tmp_path / "make-serve.log", cwd=REPO, env=step_env(tracking_server.url))
+def test_the_tutorials_hint_serves_the_champion_on_the_next_port(tracking_server, notebook_run, capsys, tmp_path):
+    """The macOS path: `make tutorial PORT=5001` (AirPlay holds 5000), then the `make serve` line it prints."""
+    tracking_port = port_of(tracking_server.url)
+    run.print_next_steps(tracking_server.url, keep_server=True)
+    [hint] = [line.strip() for line in capsys.readouterr().out.splitlines() if line.strip().startswith(MAKE_SERVE)]
+    command, comment = hint.split("#")
+    assert shlex.split(command) == [*shlex.split(MAKE_SERVE), f"PORT={tracking_port}"]  # no other switch
+    serve_port = int(comment.rsplit(" ", 1)[1])
+    assert serve_port == tracking_port + 1
+
+    log_file = tmp_path / "make-serve.log"
+    server = server_process.start(shlex.split(command), log_file, cwd=REPO, env=step_env(tracking_server.url))
     try:
-        server_process.wait_until_healthy(server, f"http://127.0.0.1:{port}/ping", tmp_path / "make-serve.log")
-        status, answer = post(f"http://127.0.0.1:{port}/invocations", b'{"inputs": [[6.7, 3.0, 5.2, 2.3]]}')
+        server_process.wait_until_healthy(server, f"http://127.0.0.1:{serve_port}/ping", log_file)
+        status, answer = post(f"http://127.0.0.1:{serve_port}/invocations", b'{"inputs": [[6.7, 3.0, 5.2, 2.3]]}')
         assert (status, answer) == (200, {"predictions": [2]})
     finally:
         server_process.stop(server)
@@ -126,8 +134,9 @@ def test_make_serve_serves_the_champion(tracking_server, notebook_run, tmp_path)
     [
         (["PORT={free_port}"], "no MLflow tracking server answers"),
         (["PORT={tracking_port}", "MODEL=models:/tracking-iris-lr@no-such-alias"], "alias no-such-alias not found"),
+        (["PORT={tracking_port}", "SERVE_PORT={tracking_port}"], "is the tracking server's"),
     ],
-    ids=["no-tracking-server", "unknown-alias"],
+    ids=["no-tracking-server", "unknown-alias", "serve-port-is-the-tracking-port"],
 )
 def test_make_serve_says_what_is_missing_in_one_line(tracking_server, notebook_run, make_arguments, expected_message):
     ports = {"free_port": server_process.free_port(), "tracking_port": port_of(tracking_server.url)}

@@ -1,14 +1,18 @@
 """Delete the tutorial's tracking data, mlflow.db and mlartifacts/, after saying what it holds: `make clean-data`.
 
 Without --yes it only counts what would go (experiments, runs, registered models and the size of
-the files) and says how to confirm. It refuses while a server answers on the tutorial's port, since
-that server would go on writing to the files. Only the standard library is used, so it runs with
-any python3, after `make clean` has removed the venv too.
+the files) and says how to confirm. It refuses while a server answers on the tutorial's port, or while
+any process has mlflow.db open (a server on another port), since that server would go on writing to the
+files. Only the standard library is used, so it runs with any python3, after `make clean` has removed the
+venv too.
 """
 
 import argparse
+import os
 import shutil
+import signal
 import sqlite3
+import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -17,6 +21,9 @@ from typing import NoReturn
 REPO = Path(__file__).resolve().parent.parent
 DATABASE = REPO / "mlflow.db"
 ARTIFACTS = REPO / "mlartifacts"
+# Where the data goes first, in one step, before it is deleted: an interrupted deletion leaves the runs whole
+# or gone, never a database without its artifacts. The next `make clean-data` finishes the job.
+BEING_DELETED = REPO / ".clean-data-in-progress"
 
 
 def exit_with_error(message: str) -> NoReturn:
@@ -52,13 +59,52 @@ def server_answers(port: int) -> bool:
         return False
 
 
+def processes_using(database: Path) -> list[int]:
+    """The ids of the processes that have `database` (or its journal) open: Linux's /proc, or lsof on macOS."""
+    names = {str(database.resolve()) + suffix for suffix in ("", "-journal", "-wal", "-shm")}
+    proc = Path("/proc")
+    if proc.is_dir():
+        pids = set()
+        for fd_folder in proc.glob("[0-9]*/fd"):
+            try:
+                if any(os.readlink(fd) in names for fd in fd_folder.iterdir()):
+                    pids.add(int(fd_folder.parent.name))
+            except OSError:
+                continue  # a process that ended meanwhile, or another user's that we may not read
+        return sorted(pids - {os.getpid()})
+    try:  # macOS has no /proc; lsof ships with it
+        found = subprocess.run(["lsof", "-t", "--", *sorted(names)], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return sorted({int(pid) for pid in found.stdout.split()})
+
+
+def delete_together(paths: list[Path]) -> None:
+    """Move every path aside in one uninterruptible moment, then delete them: all go, or none does."""
+    BEING_DELETED.mkdir(exist_ok=True)
+    # Ctrl+C (or a SIGTERM) waits until every rename is done: a rename takes microseconds.
+    blocked = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        for path in paths:
+            path.rename(BEING_DELETED / path.name)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
+    shutil.rmtree(BEING_DELETED)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--yes", action="store_true", help="delete, without asking again (make clean-data CONFIRM=1)")
     parser.add_argument("--port", type=int, default=5000, help="the tutorial server's port (default: %(default)s)")
     args = parser.parse_args()
 
+    if BEING_DELETED.exists():
+        shutil.rmtree(BEING_DELETED)  # what an interrupted `make clean-data` had confirmed and moved aside
     found = []
+    # SQLite's side files, which belong to the database and go with it.
+    journals = [REPO / f"{DATABASE.name}{suffix}" for suffix in ("-journal", "-wal", "-shm")]
+    journals = [path for path in journals if path.exists()]
     if DATABASE.exists():
         found.append((DATABASE, f"{DATABASE.name}: {what_it_holds(DATABASE)}"))
     if ARTIFACTS.exists():
@@ -70,6 +116,11 @@ def main() -> None:
         exit_with_error(
             f"a tracking server answers on port {args.port}, and it may be using these files: stop it first (Ctrl+C)"
         )
+    if DATABASE.exists() and (pids := processes_using(DATABASE)):
+        exit_with_error(
+            f"{DATABASE.name} is open in process {', '.join(map(str, pids))} (a tracking server on another port?): "
+            "stop it first (Ctrl+C in its terminal)"
+        )
 
     print("The tutorial's tracking data:")
     for _, description in found:
@@ -77,11 +128,7 @@ def main() -> None:
     if not args.yes:
         print("Nothing was deleted. To delete all of it, for good: make clean-data CONFIRM=1")
         return
-    for path, _ in found:
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
+    delete_together([path for path, _ in found] + journals)
     print("Deleted. The next `make tutorial` (or `mlflow ui`) starts with empty stores.")
 
 

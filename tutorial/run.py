@@ -21,6 +21,29 @@ from tutorial.steps import INFERENCE_FROM_FILES, SERVING, STEPS, TRACKING_SERVER
 REPO = Path(__file__).resolve().parent.parent
 SERVER_LOG = REPO / "mlflow-ui.log"
 OLD_SCHEMA = "Detected out-of-date database schema"  # what `mlflow ui` logs when mlflow.db needs `mlflow db upgrade`
+MIGRATE_FILE_STORE = ".venv/bin/mlflow migrate-filestore --source . --target sqlite:///mlflow.db"
+
+
+def has_file_store_runs(folder: Path) -> bool:
+    """True if folder/mlruns holds an older MLflow's file store: MLflow's own test, an mlruns/<id>/meta.yaml."""
+    experiments = folder / "mlruns"
+    return experiments.is_dir() and any(
+        entry.name.isdigit() and (entry / "meta.yaml").exists() for entry in experiments.iterdir()
+    )
+
+
+def codespace_security_flags(port: int, env: dict) -> list[str]:
+    """In a GitHub Codespace, let the server accept the forwarded address of its own port, and nothing wider.
+
+    The browser reaches the UI at https://<codespace>-<port>.<forwarding domain>. MLflow refuses a Host header
+    outside localhost and private addresses, and a state-changing request from another origin; with these flags
+    it accepts that one address too. Outside a Codespace, MLflow's defaults (localhost only) stay.
+    """
+    name, domain = env.get("CODESPACE_NAME"), env.get("GITHUB_CODESPACES_PORT_FORWARDING_DOMAIN")
+    if env.get("CODESPACES") != "true" or not name or not domain:
+        return []
+    forwarded = f"{name}-{port}.{domain}"
+    return ["--allowed-hosts", f"localhost:*,127.0.0.1:*,{forwarded}", "--cors-allowed-origins", f"https://{forwarded}"]
 
 
 def start_tracking_server(port: int) -> subprocess.Popen:
@@ -30,9 +53,21 @@ def start_tracking_server(port: int) -> subprocess.Popen:
             f"error: port {port} is already in use (an earlier `mlflow ui`, or AirPlay Receiver on macOS): "
             f"stop that program, or run `make tutorial PORT={port + 1}`"
         )
-    # The README's command, on loopback and the chosen port.
-    command = [*shlex.split(TRACKING_SERVER.command), "--host", "127.0.0.1", "--port", str(port)]
-    print(f"{TRACKING_SERVER.label()}\n      $ {' '.join(command)}  (log: {SERVER_LOG.name})", flush=True)
+    if has_file_store_runs(REPO) and not (REPO / "mlflow.db").exists():
+        # MLflow 3.17 opens ./mlruns, when it holds runs, instead of mlflow.db, and then refuses it. Stop here,
+        # before the server starts and writes anything.
+        sys.exit(
+            "error: mlruns/ holds runs in the file store of an older MLflow, which MLflow 3.17 refuses to open: "
+            f"copy them into mlflow.db with `{MIGRATE_FILE_STORE}`, then run `make tutorial` again "
+            "(their files stay in mlruns/)"
+        )
+    # The README's command, on loopback and the chosen port, and on mlflow.db even beside an mlruns/ folder.
+    command = [
+        *shlex.split(TRACKING_SERVER.command),
+        *("--backend-store-uri", "sqlite:///mlflow.db", "--host", "127.0.0.1", "--port", str(port)),
+        *codespace_security_flags(port, os.environ),
+    ]
+    print(f"{TRACKING_SERVER.label()}\n      $ {shlex.join(command)}  (log: {SERVER_LOG.name})", flush=True)
     # MLflow's job runner serves its GenAI features (scorers, judges), which no step of the guide uses. Off, the
     # server starts fewer processes and is ready sooner. A reader's own `mlflow ui` keeps it on: the steps behave
     # the same either way.
@@ -91,8 +126,10 @@ def print_next_steps(ui_url: str, keep_server: bool) -> None:
     print("  python model_inferencing.py models:/tracking-iris-lr@champion")
     print("  python get_started.py")
     if keep_server:
-        port_switch = "" if ui_url.endswith(":5000") else f" PORT={ui_url.rsplit(':', 1)[1]}"
-        print(f"  make serve{port_switch}    # {SERVING.title}: the champion on port 5001")
+        # `make serve` serves on the port after the tracking server's (the Makefile's SERVE_PORT).
+        port = int(ui_url.rsplit(":", 1)[1])
+        port_switch = "" if port == 5000 else f" PORT={port}"
+        print(f"  make serve{port_switch}    # {SERVING.title}: the champion on port {port + 1}")
         print("\nThe server keeps running. Press Ctrl+C to stop it.", flush=True)
 
 

@@ -57,6 +57,10 @@ def main() -> None:
     except TrackingServerUnavailable as err:
         exit_with_error(str(err))
     check_registered_model(args.tracking_uri, args.model_uri)
+    if urllib.parse.urlsplit(args.tracking_uri).port == args.port:
+        exit_with_error(
+            f"port {args.port} is the tracking server's: serve on another, e.g. `make serve SERVE_PORT={args.port + 1}`"
+        )
     if server_process.port_is_taken(args.port):
         exit_with_error(f"port {args.port} is already in use: stop that program, or run `make serve SERVE_PORT=...`")
 
