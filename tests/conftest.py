@@ -6,6 +6,8 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 from mlflow import MlflowClient
 
 from maintainer.checkout import fresh_copy
-from tutorial import server_process
+from tutorial import check_python, server_process
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -76,6 +78,60 @@ def tracking_server(tmp_path_factory) -> TrackingServer:
             fresh.backup(copy)
         MIGRATED_DATABASE.append(template)
         yield server
+
+
+# The platforms the README names, as uv spells them: Linux (a Codespace, GitHub's runners, ARM laptops), macOS on
+# Apple silicon, and Windows.
+READER_PLATFORMS = [
+    "x86_64-unknown-linux-gnu",
+    "aarch64-unknown-linux-gnu",
+    "aarch64-apple-darwin",
+    "x86_64-pc-windows-msvc",
+]
+
+
+@dataclass
+class WheelCheck:
+    python: str
+    platform: str
+    returncode: int
+    output: str
+
+
+def resolve_lock_to_wheels(pythons: list[str], stop: threading.Event) -> list[WheelCheck]:
+    """Would requirements.txt install from wheels alone, for each of these Pythons on each reader platform?
+
+    Only 3.10 to 3.13 interpreters are on this machine, so uv answers for the others from PyPI's file lists:
+    one online pass fetches them for every platform at once, then each pair is resolved from uv's cache.
+    """
+    uv = [str(VENV_BIN / "uv"), "pip", "compile", "requirements.txt", "--only-binary", ":all:", "--no-deps", "--quiet"]
+    uv += ["--output-file", os.devnull]
+    subprocess.run([*uv, "--universal", "--python-version", pythons[0]], cwd=REPO, capture_output=True, timeout=300)
+    checks = []
+    for python in pythons:
+        for platform in READER_PLATFORMS:
+            if stop.is_set():
+                return checks
+            options = ["--offline", "--python-version", python, "--python-platform", platform]
+            result = subprocess.run([*uv, *options], cwd=REPO, capture_output=True, text=True, timeout=120)
+            checks.append(WheelCheck(python, platform, result.returncode, result.stderr.strip()))
+    return checks
+
+
+@pytest.fixture(scope="session", autouse=True)
+def lock_wheel_checks():
+    """resolve_lock_to_wheels for every supported Python and the next one, started with the session.
+
+    Its uv calls mostly wait on PyPI, so they run in a thread beside the other tests; test_requirements.py
+    reads the result.
+    """
+    oldest, newest = check_python.OLDEST, check_python.NEWEST
+    pythons = [f"3.{minor}" for minor in range(oldest[1], newest[1] + 2)]  # the supported range, and one beyond
+    stop = threading.Event()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        checks = pool.submit(resolve_lock_to_wheels, pythons, stop)
+        yield checks
+        stop.set()  # a run that did not ask for the result (-k, one file) does not wait for all of it
 
 
 @pytest.fixture

@@ -5,11 +5,14 @@ and an mlartifacts/ folder, as the tutorial leaves them.
 """
 
 import hashlib
+import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 
 import pytest
+from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
 from maintainer.checkout import reader_env
@@ -111,3 +114,89 @@ def test_make_tutorial_on_an_old_database_says_how_to_upgrade_it_and_changes_not
     assert "mlflow.db was made by an older MLflow" in error
     assert "back it up" in error and "mlflow db upgrade sqlite:///mlflow.db" in error
     assert fingerprint(checkout_with_runs) == before
+
+
+def tree_fingerprint(folder) -> dict:
+    """Every file under `folder`, with its bytes."""
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_make_tutorial_beside_an_older_mlflows_mlruns_says_how_to_migrate_and_changes_nothing(fresh_checkout):
+    # A file store as MLflow 2 wrote it by default: ./mlruns, one experiment with one run.
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3.17 writes one only when told to
+        old_store = MlflowClient(tracking_uri=f"file://{fresh_checkout / 'mlruns'}")
+        run = old_store.create_run(old_store.create_experiment("older-mlflow"))
+        old_store.log_param(run.info.run_id, "C", "1.0")
+        old_store.set_terminated(run.info.run_id)
+    before = tree_fingerprint(fresh_checkout / "mlruns")
+
+    result = make(fresh_checkout, "tutorial", "KEEP_SERVER=0", f"PORT={server_process.free_port()}")
+
+    assert result.returncode != 0
+    assert "Traceback" not in result.stdout + result.stderr
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert "mlruns/ holds runs" in error
+    assert "mlflow migrate-filestore --source . --target sqlite:///mlflow.db" in error
+    assert tree_fingerprint(fresh_checkout / "mlruns") == before
+    assert not (fresh_checkout / "mlflow.db").exists() and not (fresh_checkout / "mlartifacts").exists()
+
+
+def test_make_clean_data_refuses_while_a_server_on_another_port_has_the_database_open(
+    fresh_checkout, tracking_server, notebook_run
+):
+    # The session's server, on a port of its own, has this database open: the checkout's mlflow.db points to it.
+    (fresh_checkout / "mlflow.db").symlink_to(tracking_server.root / "mlflow.db")
+    shutil.copytree(tracking_server.root / "mlartifacts", fresh_checkout / "mlartifacts")
+    tracking_server.client().search_experiments()  # the server's worker has its connection open
+
+    result = make(fresh_checkout, "clean-data", "CONFIRM=1", f"PORT={server_process.free_port()}")
+
+    assert result.returncode != 0
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert "mlflow.db is open in process" in error
+    assert (fresh_checkout / "mlflow.db").exists() and (fresh_checkout / "mlartifacts").exists()
+
+
+def test_an_interrupted_clean_data_leaves_the_runs_whole_or_gone(checkout_with_runs, monkeypatch):
+    """Ctrl+C while the files are being deleted: never a database without its artifacts, nor the reverse."""
+    from tutorial import clean_data
+
+    monkeypatch.setattr(clean_data, "REPO", checkout_with_runs)
+    for name in ("DATABASE", "ARTIFACTS", "BEING_DELETED"):
+        monkeypatch.setattr(clean_data, name, checkout_with_runs / getattr(clean_data, name).name)
+    monkeypatch.setattr(sys, "argv", ["clean_data", "--yes", "--port", str(server_process.free_port())])
+
+    real_unlink, files_deleted = os.unlink, []
+
+    def ctrl_c_after_the_first_file(path, *args, **kwargs):
+        if files_deleted:
+            raise KeyboardInterrupt
+        real_unlink(path, *args, **kwargs)
+        files_deleted.append(path)
+
+    with monkeypatch.context() as interrupted:
+        interrupted.setattr(os, "unlink", ctrl_c_after_the_first_file)  # Path.unlink and shutil.rmtree call it
+        with pytest.raises(KeyboardInterrupt):
+            clean_data.main()
+    assert files_deleted
+
+    database, artifacts = (checkout_with_runs / "mlflow.db").exists(), (checkout_with_runs / "mlartifacts").exists()
+    assert database == artifacts, f"left mlflow.db: {database}, mlartifacts/: {artifacts}"
+    clean_data.main()  # the next `make clean-data CONFIRM=1` finishes the job
+    assert not any(checkout_with_runs.glob("mlflow.db*")) and not (checkout_with_runs / "mlartifacts").exists()
+    assert not clean_data.BEING_DELETED.exists()
+
+
+def test_make_clean_ignores_a_venv_variable_from_the_environment(checkout_with_runs, tmp_path):
+    """A reader who exports VENV for their own scripts keeps that folder: make takes VENV from its command line."""
+    readers_own_venv = tmp_path / "my-project-venv"
+    (readers_own_venv / "bin").mkdir(parents=True)
+
+    result = subprocess.run(
+        ["make", "clean"], cwd=checkout_with_runs, env=reader_env(VENV=str(readers_own_venv)), capture_output=True
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert (readers_own_venv / "bin").is_dir()
+    assert not (checkout_with_runs / ".venv").exists()  # the checkout's own venv (here, the link) is what goes

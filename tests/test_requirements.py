@@ -10,9 +10,11 @@ from importlib.metadata import distributions
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import READER_PLATFORMS, REPO
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+from tutorial.check_python import NEWEST, OLDEST
 
 LOCK_FILES = ["requirements.txt", "requirements-dev.txt"]
 INPUT_FILES = ["requirements.in", "requirements-dev.in"]
@@ -68,3 +70,26 @@ def test_every_installed_package_is_pinned_at_its_installed_version():
     assert not wrong, f"installed at another version than the pinned one (installed, pinned): {wrong}"
     missing = set(pins) - set(installed)
     assert not missing, f"pinned for this Python but not installed: {missing}"
+
+
+def test_the_lock_installs_from_wheels_on_every_supported_python_and_platform_and_no_further(lock_wheel_checks):
+    """The range `make setup` accepts (tutorial/check_python.py) is the range the lock has wheels for."""
+    checks = lock_wheel_checks.result(timeout=600)
+    supported = [f"3.{minor}" for minor in range(OLDEST[1], NEWEST[1] + 1)]
+    assert {(check.python, check.platform) for check in checks} >= {
+        (p, os) for p in supported for os in READER_PLATFORMS
+    }
+    failed = [
+        f"{check.python} {check.platform}: {check.output}"
+        for check in checks
+        if check.python in supported and check.returncode
+    ]
+    assert not failed, "\n".join(failed)
+    beyond = [check for check in checks if check.python == f"3.{NEWEST[1] + 1}"]
+    assert beyond and all(check.returncode for check in beyond), "the lock has wheels beyond NEWEST: raise it"
+    assert all("numpy" in check.output for check in beyond)  # the package that has no wheel there yet
+
+
+def test_pyproject_states_the_same_range():
+    requires = re.search(r'^requires-python = "(.+)"$', (REPO / "pyproject.toml").read_text(), re.MULTILINE)[1]
+    assert requires == f">={OLDEST[0]}.{OLDEST[1]},<{NEWEST[0]}.{NEWEST[1] + 1}"
