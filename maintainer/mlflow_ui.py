@@ -88,11 +88,9 @@ def go_to(page: Page, base_url: str, route: str, wait_for_text: str) -> None:
         # about ten runs); loading the route afresh settles it. A second miss is a real failure.
         page.reload()
         expected.wait_for(timeout=30_000)
-    page.wait_for_timeout(500)  # let charts and tables finish drawing
 
 
 def expand_child_runs(page: Page, parent_run_name: str) -> None:
     """In an experiment's runs table, unfold the child runs of a parent run (its "+" button, left of its name)."""
     row = page.get_by_role("row").filter(has=page.get_by_role("link", name=parent_run_name, exact=True)).first
     row.locator("button[data-component-id$='runnamecellrenderer.tsx_46']").click()
-    page.wait_for_timeout(500)

@@ -30,18 +30,25 @@ class LoadResult:
         return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[percent - 1]
 
 
-def send_requests(
-    url: str, body: bytes, count: int, start_at: float, keep_alive: bool
-) -> tuple[list[float], int, str, float, float]:
+@dataclass
+class ClientResult:
+    latencies_ms: list[float]
+    errors: int
+    first_error: str
+    began: float  # when its first request went out (time.time())
+    ended: float  # when its last answer came back
+
+
+def send_requests(url: str, body: bytes, count: int, barrier, keep_alive: bool, results) -> None:
     """One client: `count` POSTs of `body`, over one connection, or a new one each time if not `keep_alive`.
 
-    Returns the latencies, the error count, the first error, and when the client started and finished.
+    It waits at `barrier` until every client has started, then puts its ClientResult on `results`.
     """
     address = urlsplit(url)
     connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
     headers = {"Content-Type": "application/json"}
     latencies, errors, first_error = [], 0, ""
-    time.sleep(max(0.0, start_at - time.time()))  # every client starts at the same moment
+    barrier.wait(timeout=120)  # every client starts at the same moment, however long the others took to start
     began = time.time()
     for _ in range(count):
         started = time.perf_counter()
@@ -60,20 +67,31 @@ def send_requests(
             continue
         latencies.append((time.perf_counter() - started) * 1000)
     connection.close()
-    return latencies, errors, first_error, began, time.time()
+    results.put(ClientResult(latencies, errors, first_error, began, time.time()))
 
 
 def run_load(url: str, payload: dict, clients: int, total_requests: int, keep_alive: bool = True) -> LoadResult:
     """`clients` processes send `total_requests` requests between them, all at once."""
     body = json.dumps(payload).encode()
     per_client = total_requests // clients
-    start_at = time.time() + 1.0  # time for every process to start
-    with multiprocessing.get_context("spawn").Pool(clients) as pool:
-        pending = pool.starmap_async(send_requests, [(url, body, per_client, start_at, keep_alive)] * clients)
-        results = pending.get(timeout=600)
-    latencies = [latency for result in results for latency in result[0]]
-    errors = sum(result[1] for result in results)
-    first_error = next((result[2] for result in results if result[2]), "")
+    context = multiprocessing.get_context("spawn")
+    barrier, queue = context.Barrier(clients), context.Queue()
+    processes = [
+        context.Process(target=send_requests, args=(url, body, per_client, barrier, keep_alive, queue))
+        for _ in range(clients)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        results = [queue.get(timeout=600) for _ in processes]
+    finally:
+        for process in processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()  # a client stuck on a dead server: never leave it behind
+    latencies = [latency for result in results for latency in result.latencies_ms]
+    errors = sum(result.errors for result in results)
+    first_error = next((result.first_error for result in results if result.first_error), "")
     # Wall time from the first client's first request to the last client's last answer.
-    seconds = max(result[4] for result in results) - min(result[3] for result in results)
+    seconds = max(result.ended for result in results) - min(result.began for result in results)
     return LoadResult(per_client * clients, errors, seconds, latencies, first_error)

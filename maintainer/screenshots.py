@@ -15,9 +15,24 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from maintainer.mlflow_ui import browser_page, expand_child_runs, go_to, open_model_training
+from maintainer import mlflow_ui
+from maintainer.mlflow_ui import browser_page, open_model_training
 from tutorial import server_process
 from tutorial.steps import ML_PROJECT, SMOKE_TEST, Step
+
+# A picture waits for charts and tables to finish drawing; the tests wait for what they check instead.
+SETTLE_MS = 500
+
+
+def go_to(page, url: str, route: str, wait_for_text: str) -> None:
+    mlflow_ui.go_to(page, url, route, wait_for_text)
+    page.wait_for_timeout(SETTLE_MS)
+
+
+def expand_child_runs(page, parent_run_name: str) -> None:
+    mlflow_ui.expand_child_runs(page, parent_run_name)
+    page.wait_for_timeout(SETTLE_MS)
+
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGES = REPO / "images"

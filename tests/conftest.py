@@ -3,6 +3,7 @@
 import os
 import shlex
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -25,22 +26,22 @@ VENV_BIN = Path(sys.executable).parent
 MIGRATED_DATABASE: list[Path] = []
 
 # A deprecated call in the guide's code fails its step, as it fails the suite (see pyproject.toml).
-# After the rule come the exceptions: warnings that libraries raise from their own internals, which
-# no change to the guide can avoid. Python applies the last entry that matches.
-STRICT_WARNINGS = ",".join(
-    [
-        "error::DeprecationWarning",
-        "error::FutureWarning",
-        # Jupyter's kernel (tornado) asks asyncio for an event loop before starting one; Python 3.12+ warns.
-        "ignore:There is no current event loop:DeprecationWarning",
-        # The `mlflow` command imports MLflow's own SQLAlchemy store at start-up (for `mlflow models serve` too),
-        # and SQLAlchemy 2.1 deprecates a loader option that store uses.
-        "ignore:The ``noload`` loader strategy is deprecated:DeprecationWarning",
-        # MLflow's sklearn autolog computes its training_log_loss with scikit-learn's log_loss(y_pred=...), which
-        # scikit-learn 1.9 renamed to y_proba. As an error, autolog would skip that metric; as a warning it logs it.
-        "ignore:`y_pred` was renamed to `y_proba`:FutureWarning",
-    ]
-)
+# After the rule come the exceptions: warnings that libraries raise from their own internals, which no change to
+# the guide can avoid. Python applies the first entry that matches, reading from the last one given. PYTHONWARNINGS
+# matches a message as a literal prefix, ignoring case, and a module by its exact name: each exception gives the
+# whole message (as far as it carries no colon, which PYTHONWARNINGS cannot hold) and, where it is fixed, the module
+# the warning is attributed to. docs/testing.md ("Warnings are errors") lists them; a test checks they go no wider.
+STRICT_WARNING_EXEMPTIONS = [
+    # Jupyter's kernel (tornado) asks asyncio for an event loop before starting one; Python 3.12+ warns. The whole
+    # message; the caller it is attributed to differs between kernel versions, so no module.
+    "ignore:There is no current event loop:DeprecationWarning",
+    # The `mlflow` command imports MLflow's own SQLAlchemy store at start-up (for `mlflow models serve` too), and
+    # SQLAlchemy 2.1 deprecates a loader option that store's models use. SQLAlchemy attributes it to that store.
+    "ignore:The ``noload`` loader strategy is deprecated and will be removed in a future release.  This option"
+    " produces incorrect results by returning ``None`` for related items.:DeprecationWarning"
+    ":mlflow.store.tracking.sqlalchemy_store",
+]
+STRICT_WARNINGS = ",".join(["error::DeprecationWarning", "error::FutureWarning", *STRICT_WARNING_EXEMPTIONS])
 
 # A bound on a path that must fail fast, such as a missing server: it proves "seconds, not minutes" (MLflow's
 # own retries take minutes). It is generous on purpose, so a busy machine does not fail the suite;
@@ -186,7 +187,22 @@ def run_command(
 ) -> subprocess.CompletedProcess:
     """Run a command as the README shows it (e.g. "python get_started.py") and capture its output."""
     env = {**step_env(tracking_uri), **(extra_env or {})}
-    return subprocess.run(shlex.split(command), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return run_as_a_group(shlex.split(command), cwd=cwd, env=env, timeout=timeout)
+
+
+def run_as_a_group(command: list, cwd: Path, env: dict, timeout: float) -> subprocess.CompletedProcess:
+    """subprocess.run with its output captured, in a process group of its own: on a timeout, the whole group is
+    killed, so a `make` that started a server or a kernel leaves nothing behind (subprocess.run kills only `make`)."""
+    with subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *expected: str, exit_code: int = 2) -> None:
@@ -198,6 +214,53 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *expected: str, e
     assert sum(line.startswith("error: ") for line in lines) == 1, result.stderr
     for text in expected:
         assert text in lines[-1], lines[-1]
+
+
+@dataclass
+class UnlikeTheChampion:
+    """A model whose predictions differ from the champion's, reachable every way the guide names a model."""
+
+    model_id: str
+    artifact_location: str  # mlflow-artifacts:/<experiment id>/models/m-<id>/artifacts, as the UI shows it
+    version_uri: str
+    alias_uri: str
+    predictions: list  # on its own input example
+
+
+@pytest.fixture(scope="session")
+def unlike_the_champion(tracking_server, notebook_run) -> UnlikeTheChampion:
+    """A model that answers 2 (virginica) for every flower, logged and registered on the session's server.
+
+    Every model the notebook logs predicts [0, 0, 1, 0, 0] on the same input example, so a script that loaded the
+    champion whatever it was asked would pass a test on them. This one, asked for by its folder, path, id, version
+    or alias, must answer [2, 2, 2, 2, 2] on the first five flowers (setosas, which the champion calls 0).
+    """
+    import mlflow
+    from sklearn.datasets import load_iris
+    from sklearn.dummy import DummyClassifier
+
+    features, species = load_iris(return_X_y=True)
+    model = DummyClassifier(strategy="constant", constant=2).fit(features, species)
+    client = tracking_server.client()
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server.url)
+        experiment_id = client.create_experiment("unlike-the-champion")
+        with mlflow.start_run(experiment_id=experiment_id, run_name="always-virginica"):
+            info = mlflow.sklearn.log_model(
+                sk_model=model,
+                name="always_virginica",
+                input_example=features[:5],
+                pip_requirements=["scikit-learn"],  # skips MLflow's inference of the requirements
+                registered_model_name="always-virginica",
+            )
+    client.set_registered_model_alias("always-virginica", "challenger", info.registered_model_version)
+    return UnlikeTheChampion(
+        model_id=info.model_id,
+        artifact_location=client.get_logged_model(info.model_id).artifact_location,
+        version_uri=f"models:/always-virginica/{info.registered_model_version}",
+        alias_uri="models:/always-virginica@challenger",
+        predictions=[2] * 5,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -17,10 +17,12 @@ INFER_FROM_UI_PATH = "python model_inferencing.py <ui-path>"
 INFER_FROM_FOLDER = steps.INFERENCE_FROM_FILES.command
 INFER_BY_ALIAS = steps.MODEL_REGISTRY.command
 INFER_BY_VERSION = "python model_inferencing.py models:/tracking-iris-lr/2"
+INFER_BY_ID = "python model_inferencing.py models:/m-<model-id>"
 
 # Serving. The tests run these on a free port in place of 5001.
 SERVE = steps.SERVING.command
 MAKE_SERVE = "make serve"
+MAKE_SERVE_VERSION = "make serve MODEL=models:/tracking-iris-lr/2"
 PING = "curl -i http://127.0.0.1:5001/ping"
 # A setosa and a virginica, sent in each of the two JSON formats the scoring server reads.
 PREDICT_INPUTS = (

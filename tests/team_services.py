@@ -4,8 +4,8 @@ PostgreSQL runs from its server binaries (initdb, pg_ctl), as the `postgres` use
 run as root, because PostgreSQL refuses to run as root. moto's server stands in for MinIO or S3.
 """
 
-import glob
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -24,12 +24,21 @@ S3_BUCKET = "mlflow-artifacts"
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
+POSTGRES_MAJOR = 15  # the version docs/team-server.md names and .ci/run installs
+
+
 def postgres_bin_dir() -> Path | None:
-    """Where initdb and pg_ctl are: $PG_BIN, Debian's /usr/lib/postgresql/<version>/bin, or the PATH."""
-    candidates = [os.environ.get("PG_BIN", ""), *sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
+    """Where initdb and pg_ctl are: $PG_BIN, Debian's /usr/lib/postgresql/15/bin, or the PATH."""
+    candidates = [os.environ.get("PG_BIN", ""), f"/usr/lib/postgresql/{POSTGRES_MAJOR}/bin"]
     if shutil.which("initdb"):
         candidates.append(str(Path(shutil.which("initdb")).parent))
     return next((Path(c) for c in candidates if c and (Path(c) / "initdb").is_file()), None)
+
+
+def postgres_major_version(bin_dir: Path) -> int:
+    """The major version of the server in `bin_dir`: "postgres (PostgreSQL) 15.18" gives 15."""
+    answer = subprocess.run([bin_dir / "postgres", "--version"], capture_output=True, text=True, check=True).stdout
+    return int(re.search(r"\(PostgreSQL\) (\d+)", answer)[1])
 
 
 def _as_postgres_user(command: list) -> list[str]:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import run_as_a_group
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
@@ -20,9 +21,7 @@ from tutorial import server_process
 
 
 def make(checkout, *arguments) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["make", *arguments], cwd=checkout, env=reader_env(), capture_output=True, text=True, timeout=120
-    )
+    return run_as_a_group(["make", *arguments], cwd=checkout, env=reader_env(), timeout=120)
 
 
 def fingerprint(checkout) -> str:

@@ -55,6 +55,28 @@ def test_every_secret_comes_from_env_and_is_listed_in_env_example():
     assert used == set(example)
 
 
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|_KEY|KEY_ID|ROOT_USER", re.IGNORECASE)
+
+
+def environment_of(service: dict) -> dict:
+    environment = service.get("environment", {})
+    if isinstance(environment, list):  # the `- NAME=value` form
+        environment = dict(item.split("=", 1) for item in environment)
+    return environment
+
+
+def test_every_secret_like_value_in_compose_is_a_reference_to_env():
+    """A password typed straight into the compose file would pass the test above: every value whose name looks
+    like a secret must be one `${NAME}` reference, and nothing else."""
+    checked = 0
+    for service_name, service in COMPOSE["services"].items():
+        for name, value in environment_of(service).items():
+            if SECRET_NAME.search(name):
+                checked += 1
+                assert re.fullmatch(r"\$\{[A-Z_]+(:\?[^}]*)?\}", str(value)), f"{service_name}: {name}={value}"
+    assert checked >= 5, "the compose file's secrets were not found: the check looks at nothing"
+
+
 def test_auth_config_holds_no_secret():
     config = configparser.ConfigParser()
     config.read(DEPLOY / "basic_auth.ini")

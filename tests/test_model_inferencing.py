@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, SECONDS_NOT_MINUTES, alone_in_a_folder, assert_one_line_error, run_command
 from expected_state import MODEL_NAME, expected_predictions, printed_predictions
-from guide_commands import INFER_BY_ALIAS, INFER_BY_VERSION, INFER_FROM_FOLDER, INFER_FROM_UI_PATH
+from guide_commands import INFER_BY_ALIAS, INFER_BY_ID, INFER_BY_VERSION, INFER_FROM_FOLDER, INFER_FROM_UI_PATH
 
 from tutorial import server_process
 from tutorial.steps import fill_in
@@ -21,41 +21,60 @@ def infer(command: str, tracking_uri: str, folder: Path, extra_env: dict | None 
     return run_command(command, tracking_uri, cwd=folder, timeout=120, extra_env=extra_env)
 
 
-def champion_location(tracking_server) -> str:
-    """Where the champion's files are, as the UI shows it: mlflow-artifacts:/<exp id>/models/m-<id>/artifacts."""
-    client = tracking_server.client()
-    model_id = client.get_model_version_by_alias(MODEL_NAME, "champion").source.removeprefix("models:/")
-    return client.get_logged_model(model_id).artifact_location
+def champion_predictions(tracking_server) -> list:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server.url)
+        return expected_predictions(f"models:/{MODEL_NAME}@champion")
 
 
-def champion_model_folder(tracking_server) -> Path:
-    """The same files on the server's disk, in the mlartifacts/ folder that `mlflow ui` serves."""
-    location = champion_location(tracking_server)
-    return tracking_server.root / "mlartifacts" / location.removeprefix("mlflow-artifacts:/")
+def folder_on_disk(tracking_server, artifact_location: str) -> Path:
+    """A model's files on the server's disk, in the mlartifacts/ folder that `mlflow ui` serves."""
+    return tracking_server.root / "mlartifacts" / artifact_location.removeprefix("mlflow-artifacts:/")
 
 
-def test_inference_from_the_model_folder(tracking_server, notebook_run, tmp_path):
-    folder = champion_model_folder(tracking_server)
+def assert_prints_the_predictions_of(result, unlike_the_champion, champion: list) -> None:
+    """The model asked for, not the champion: its predictions tell the two apart."""
+    assert result.returncode == 0, result.stderr
+    assert unlike_the_champion.predictions != champion  # what makes this check able to fail
+    assert printed_predictions(result.stdout) == unlike_the_champion.predictions
+
+
+def test_inference_from_the_model_folder(tracking_server, unlike_the_champion, tmp_path):
+    folder = folder_on_disk(tracking_server, unlike_the_champion.artifact_location)
     assert folder.relative_to(tracking_server.root).parts[0] == "mlartifacts"
     assert (folder / "MLmodel").is_file() and (folder / "input_example.json").is_file()
 
     result = infer(fill_in(INFER_FROM_FOLDER, model_folder=str(folder)), tracking_server.url, tmp_path)
 
-    assert result.returncode == 0, result.stderr
-    assert printed_predictions(result.stdout) == expected_predictions(str(folder))
+    assert_prints_the_predictions_of(result, unlike_the_champion, champion_predictions(tracking_server))
 
 
-def test_inference_from_the_path_the_ui_shows(tracking_server, notebook_run, tmp_path):
-    mlmodel_path = champion_location(tracking_server) + "/MLmodel"  # what the UI's copy button copies
+def test_inference_from_the_path_the_ui_shows(tracking_server, unlike_the_champion, tmp_path):
+    mlmodel_path = unlike_the_champion.artifact_location + "/MLmodel"  # what the UI's copy button copies
 
     result = infer(fill_in(INFER_FROM_UI_PATH, ui_path=mlmodel_path), tracking_server.url, tmp_path)
 
-    assert result.returncode == 0, result.stderr
-    assert printed_predictions(result.stdout) == expected_predictions(str(champion_model_folder(tracking_server)))
+    assert_prints_the_predictions_of(result, unlike_the_champion, champion_predictions(tracking_server))
+
+
+@pytest.mark.parametrize("way", ["id", "version", "alias"])
+def test_inference_from_a_model_uri_loads_that_model(tracking_server, unlike_the_champion, way, tmp_path):
+    commands = {
+        "id": fill_in(INFER_BY_ID, model_id=unlike_the_champion.model_id.removeprefix("m-")),
+        "version": INFER_BY_VERSION.replace(f"models:/{MODEL_NAME}/2", unlike_the_champion.version_uri),
+        "alias": INFER_BY_ALIAS.replace(f"models:/{MODEL_NAME}@champion", unlike_the_champion.alias_uri),
+    }
+    assert commands[way].startswith("python model_inferencing.py models:/")
+
+    result = infer(commands[way], tracking_server.url, tmp_path)
+
+    assert_prints_the_predictions_of(result, unlike_the_champion, champion_predictions(tracking_server))
 
 
 @pytest.mark.parametrize("command", [INFER_BY_ALIAS, INFER_BY_VERSION])
-def test_inference_from_a_registry_uri(tracking_server, notebook_run, command, tmp_path, monkeypatch):
+def test_the_readmes_registry_commands(tracking_server, notebook_run, command, tmp_path, monkeypatch):
+    """The README's own commands, on the notebook's versions (which agree on the input example: the test above
+    tells models apart)."""
     model_uri = command.split()[-1]
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server.url)  # where this process resolves the URI too
 

@@ -53,10 +53,50 @@ def guide_code():
     return code
 
 
-@pytest.mark.parametrize("deprecated", [r"artifact_path\s*=", r"penalty\s*=", r"transition_model_version_stage"])
+# scikit-learn's penalty= (deprecated in 1.8), as a keyword or as a key of a params dict; and stages.
+@pytest.mark.parametrize("deprecated", [r"\bpenalty\s*=", r"[\"']penalty[\"']\s*:", r"transition_model_version_stage"])
 def test_code_uses_current_apis(deprecated):
     for name, text in guide_code().items():
         assert not re.search(deprecated, text), f"{name} uses {deprecated}"
+
+
+def calls_to(function: str, source: str) -> list[ast.Call]:
+    """Every call of `function` in `source`, as `function(...)` or `anything.function(...)`."""
+    return [
+        node
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call) and function in (getattr(node.func, "attr", None), getattr(node.func, "id", None))
+    ]
+
+
+def test_every_log_model_call_passes_the_model_and_a_name():
+    """MLflow 3's signature: log_model(model, name=...). A second positional argument is artifact_path, deprecated,
+    and MLflow reports that through its logger, not as a warning the warnings rule would catch."""
+    calls = 0
+    for file_name, source in guide_code().items():
+        for call in calls_to("log_model", source):
+            calls += 1
+            keywords = {keyword.arg for keyword in call.keywords}
+            where = f"{file_name}, line {call.lineno}"
+            assert len(call.args) + len(keywords & {"sk_model", "python_model", "model"}) == 1, where
+            assert "name" in keywords and "artifact_path" not in keywords, where
+    assert calls, "no log_model call found: the check looks at nothing"
+
+
+def teaching_code() -> dict[str, str]:
+    return {name: source for name, source in guide_code().items() if name in TEACHING_FILES}
+
+
+def test_every_run_in_the_teaching_files_names_its_experiment_or_its_run():
+    """The race guard: a bare start_run() logs to Default when set_experiment lost the race to create the
+    experiment (test_concurrent_logging.py makes that race happen)."""
+    calls = 0
+    for file_name, source in teaching_code().items():
+        for call in calls_to("start_run", source):
+            calls += 1
+            keywords = {keyword.arg for keyword in call.keywords}
+            assert keywords & {"experiment_id", "run_id"}, f"{file_name}, line {call.lineno}: a bare start_run()"
+    assert calls >= 5, "fewer start_run calls than the smoke test and the notebook make"
 
 
 @pytest.mark.parametrize(
@@ -149,3 +189,37 @@ def test_a_deprecation_warning_fails_a_step(category):
     assert result.returncode != 0
     assert f"{category}: this API goes away" in result.stderr
     assert "still running" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    "module, message, exempt",
+    [
+        (
+            "mlflow.store.tracking.sqlalchemy_store",
+            "The ``noload`` loader strategy is deprecated and will be removed "
+            "in a future release.  This option produces incorrect results by returning ``None`` for related items. "
+            "(deprecated since: 2.1)",
+            True,
+        ),
+        (
+            "get_started",
+            "The ``noload`` loader strategy is deprecated and will be removed in a future release.  This "
+            "option produces incorrect results by returning ``None`` for related items.",
+            False,
+        ),
+        ("tornado.ioloop", "There is no current event loop", True),
+        ("get_started", "There is no current event", False),
+        ("get_started", "`y_pred` was renamed to `y_proba` in version 1.9 and will be removed in 1.11.", False),
+    ],
+    ids=["noload-from-mlflow", "noload-from-our-code", "event-loop", "event-loop-shortened", "y_pred"],
+)
+def test_the_warning_exemptions_are_no_wider_than_their_message_and_module(module, message, exempt):
+    """A step's DeprecationWarning or FutureWarning is an error, except the exact ones conftest.py lists."""
+    category = "FutureWarning" if "y_pred" in message else "DeprecationWarning"
+    code = (
+        "import warnings\n"
+        f"warnings.warn_explicit({message!r}, {category}, 'library.py', 1, module={module!r})\n"
+        "print('still running')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env=step_env("http://127.0.0.1:5000"), capture_output=True)
+    assert (result.returncode == 0) == exempt, result.stderr

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import missing_service
 from expected_state import IRIS_EXPERIMENT, MODEL_NAME
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
@@ -62,7 +63,7 @@ def test_experiments_page_lists_every_experiment_and_its_runs(ui, tracking_serve
 
     page = ui.open("experiments", IRIS_EXPERIMENT)
     for experiment in experiments:
-        assert page.get_by_role("link", name=experiment.name, exact=True).count() >= 1, experiment.name
+        expect(page.get_by_role("link", name=experiment.name, exact=True).first).to_be_visible()
 
     for experiment in experiments:
         runs = client.search_runs([experiment.experiment_id])
@@ -74,23 +75,24 @@ def test_experiments_page_lists_every_experiment_and_its_runs(ui, tracking_serve
         for parent_id in {run.data.tags["mlflow.parentRunId"] for run in runs if run not in top_level}:
             ui.expand_child_runs(client.get_run(parent_id).info.run_name)
         names = [run.info.run_name for run in runs]  # a name can repeat: the gate evaluates a champion each time
+        # Each waits until the table shows it (a table draws its rows in parts), or fails after the timeout.
         for name in set(names):
-            assert page.get_by_role("link", name=name, exact=True).count() == names.count(name), name
-        assert page.get_by_text(re.compile(rf"^{len(runs)} matching runs?$")).count() == 1  # "1 matching run"
+            expect(page.get_by_role("link", name=name, exact=True)).to_have_count(names.count(name))
+        expect(page.get_by_text(re.compile(rf"^{len(runs)} matching runs?$"))).to_have_count(1)  # "1 matching run"
 
 
 def test_runs_table_shows_each_runs_datasets(ui, tracking_server):
     client = tracking_server.client()
     experiment = client.get_experiment_by_name(IRIS_EXPERIMENT)
     [run] = client.search_runs([experiment.experiment_id], "attributes.run_name = 'lr-baseline'")
+    datasets = [dataset_input.dataset for dataset_input in run.inputs.dataset_inputs]
+    assert sorted(dataset.name for dataset in datasets) == ["iris-test", "iris-train"]
     page = ui.open(f"experiments/{experiment.experiment_id}", "lr-baseline")
     # The table draws a row in parts (the pinned name column apart from the rest); they share a row-index.
     name_part = page.get_by_role("row").filter(has=page.get_by_role("link", name="lr-baseline", exact=True))
-    row_index = name_part.get_attribute("row-index")
-    row_text = " ".join(part.inner_text() for part in page.locator(f"[role=row][row-index='{row_index}']").all())
-    for dataset_input in run.inputs.dataset_inputs:  # iris-train and iris-test, as "name (digest)"
-        dataset = dataset_input.dataset
-        assert f"{dataset.name} ({dataset.digest})" in row_text, row_text
+    row = page.locator(f"[role=row][row-index='{name_part.get_attribute('row-index')}']")
+    for dataset in datasets:  # shown as "name (digest)"
+        expect(row.filter(has_text=f"{dataset.name} ({dataset.digest})")).to_have_count(1)
 
 
 def test_run_page_shows_its_params_and_metrics(ui, tracking_server):
@@ -99,13 +101,14 @@ def test_run_page_shows_its_params_and_metrics(ui, tracking_server):
     [run] = client.search_runs([experiment.experiment_id], "attributes.run_name = 'lr-C-1.5'")
 
     page = ui.open(f"experiments/{experiment.experiment_id}/runs/{run.info.run_id}", "cv_log_loss")
+    assert run.data.params and run.data.metrics
     for key, value in run.data.params.items():
         row = page.get_by_role("row").filter(has=page.get_by_text(key, exact=True))
-        assert row.count() == 1, key
+        expect(row).to_have_count(1)
         assert value in row.inner_text().split(), (key, row.inner_text())
     for key, value in run.data.metrics.items():
         row = page.get_by_role("row").filter(has=page.get_by_role("link", name=key, exact=True))
-        assert row.count() == 1, key
+        expect(row).to_have_count(1)
         shown = numbers_in(row.inner_text())
         assert shown and shown[0] == pytest.approx(value, rel=1e-9), (key, row.inner_text())
 
@@ -119,12 +122,12 @@ def test_registry_shows_the_versions_and_the_champion_alias(ui, tracking_server)
     page = ui.open(f"models/{MODEL_NAME}", f"Version {versions[-1]}")
     for version in versions:
         row = page.get_by_role("row").filter(has=page.get_by_role("link", name=f"Version {version}", exact=True))
-        assert row.count() == 1, version
+        expect(row).to_have_count(1)
         holds_champion = "champion" in row.inner_text()
         assert holds_champion == (str(version) == champion.version), row.inner_text()
 
     page = ui.open(f"models/{MODEL_NAME}/versions/{champion.version}", "validation_status")
-    assert page.get_by_text(f"Version {champion.version}", exact=True).count() == 1
-    assert page.get_by_text("champion").count() >= 1
+    expect(page.get_by_text(f"Version {champion.version}", exact=True)).to_have_count(1)
+    expect(page.get_by_text("champion").first).to_be_visible()
     tag_row = page.get_by_role("row").filter(has=page.get_by_text("validation_status", exact=True))
     assert tag_row.inner_text().split()[:2] == ["validation_status", "approved"]
