@@ -20,7 +20,7 @@ UV_VERSION := 0.13.9
 UV_COMPILE ?= --compile-bytecode
 
 .DEFAULT_GOAL := help
-.PHONY: help setup tutorial serve bench bench-serve screenshots test test-latest lint lock clean clean-data
+.PHONY: help setup tutorial serve bench bench-serve screenshots test test-latest mutations lint lock clean clean-data
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ screenshots: $(VENV)/.installed-dev ## Remake images/ from a live run, in headle
 
 test: $(VENV)/.installed-dev ## Run the whole test suite
 	$(BIN)/python -m pytest
+
+mutations: $(VENV)/.installed-dev ## Break the code on purpose, one edit at a time, and check each edit fails its test
+	$(BIN)/python -m maintainer.mutations
 
 bench: $(VENV)/.installed-dev ## Measure the tutorial against the original guide (docs/speed.md); BENCH_ARGS="--setup --suite" for more
 	$(BIN)/python -m maintainer.bench $(BENCH_ARGS)

@@ -1,0 +1,163 @@
+"""Break the code on purpose, one careless edit at a time, and check that the suite notices: `make mutations`.
+
+Each case copies the repository as a fresh clone has it, makes one edit to the code a test guards, and runs
+that test in the copy. The edit must make it fail. A test that still passes is a test that cannot see what it
+names. docs/testing.md shows the same list as a table ("Proof by breaking"); a test checks the two agree.
+
+Mutation-testing tools (mutmut, cosmic-ray) change code at random and rerun the tests in-process; the guide's
+steps run as subprocesses against a server, so hand-picked edits, each run against its one test, cost less.
+"""
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from maintainer.checkout import fresh_copy, reader_env
+
+
+@dataclass(frozen=True)
+class Mutation:
+    what: str  # the careless edit, in words (docs/testing.md shows it)
+    file: str
+    before: str  # text that occurs once in the file
+    after: str
+    caught_by: str  # the pytest node id that must fail
+
+
+MUTATIONS = [
+    Mutation(
+        "get_started.py no longer copes with a cp1252 stdout",
+        "get_started.py",
+        'sys.stdout.reconfigure(errors="replace")',
+        "pass",
+        "tests/test_get_started.py::test_smoke_test_logs_its_param_and_metric",
+    ),
+    Mutation(
+        "get_started.py starts a bare run, without its experiment",
+        "get_started.py",
+        "mlflow.start_run(experiment_id=experiment.experiment_id)",
+        "mlflow.start_run()",
+        "tests/test_repository.py::test_every_run_in_the_teaching_files_names_its_experiment_or_its_run",
+    ),
+    Mutation(
+        "model_inferencing.py loads the champion, whatever it is asked for",
+        "model_inferencing.py",
+        "model = mlflow.pyfunc.load_model(model_uri)",
+        'model = mlflow.pyfunc.load_model("models:/tracking-iris-lr@champion")',
+        "tests/test_model_inferencing.py::test_inference_from_the_model_folder",
+    ),
+    Mutation(
+        "the notebook links `accuracy` to the training set",
+        "ml_project.ipynb",
+        'dataset = test_dataset if key == \\"accuracy\\" else train_dataset',
+        "dataset = train_dataset",
+        "tests/test_ml_project.py::test_notebook_logs_registers_and_promotes",
+    ),
+    Mutation(
+        "the notebook passes artifact_path positionally to log_model",
+        "ml_project.ipynb",
+        'name=\\"iris_lr\\",',
+        '\\"iris_lr\\",',
+        "tests/test_repository.py::test_every_log_model_call_passes_the_model_and_a_name",
+    ),
+    Mutation(
+        "`make serve` serves version 1 instead of the model asked for",
+        "tutorial/serve.py",
+        'command[command.index("-m") + 1] = args.model_uri',
+        'command[command.index("-m") + 1] = "models:/tracking-iris-lr/1"',
+        "tests/test_serving.py::test_the_tutorials_hint_serves_the_champion_on_the_next_port",
+    ),
+    Mutation(
+        "`make tutorial` skips the smoke test and still announces it",
+        "tutorial/run.py",
+        "                run_step(step, env)\n",
+        "                skip_step(step) if step.number == 3 else run_step(step, env)\n",
+        "tests/test_tutorial_runner.py::test_tutorial_runs_end_to_end_and_a_second_run_repeats_no_version",
+    ),
+    Mutation(
+        "the tutorial's server accepts any Host in a Codespace",
+        "tutorial/run.py",
+        'f"localhost:*,127.0.0.1:*,{forwarded}"',
+        '"*"',
+        "tests/test_reader_machines.py::test_in_a_codespace_the_tutorials_server_accepts_its_forwarded_address_and_nothing_wider",
+    ),
+    Mutation(
+        "`make clean-data` deletes the database, then the artifacts, one after the other",
+        "tutorial/clean_data.py",
+        "    delete_together([path for path, _ in found] + journals)\n",
+        "    for path, _ in found:\n        shutil.rmtree(path) if path.is_dir() else path.unlink()\n",
+        "tests/test_data_safety.py::test_an_interrupted_clean_data_leaves_the_runs_whole_or_gone",
+    ),
+    Mutation(
+        "the Makefile takes VENV from the environment again",
+        "Makefile",
+        "ifneq ($(origin VENV),command line)\nVENV := .venv\nendif\n",
+        "VENV ?= .venv\n",
+        "tests/test_data_safety.py::test_make_clean_ignores_a_venv_variable_from_the_environment",
+    ),
+    Mutation(
+        "requirements.in bumps mlflow without `make lock`",
+        "requirements.in",
+        "mlflow==3.17.2",
+        "mlflow==3.17.3",
+        "tests/test_requirements.py::test_lock_files_are_made_by_make_lock_from_the_inputs",
+    ),
+    Mutation(
+        "a password written straight into the compose file",
+        "deploy/docker-compose.yml",
+        "PGPASSWORD: ${POSTGRES_PASSWORD}",
+        "PGPASSWORD: hunter2hunter2",
+        "tests/test_deploy.py::test_every_secret_like_value_in_compose_is_a_reference_to_env",
+    ),
+    Mutation(
+        "the team server lets every user edit what others created",
+        "deploy/basic_auth.ini",
+        "default_permission = READ",
+        "default_permission = EDIT",
+        "tests/test_team_server.py::test_a_second_user_can_read_but_not_write_the_admins_experiment",
+    ),
+]
+
+
+def apply(mutation: Mutation, checkout: Path) -> None:
+    path = checkout / mutation.file
+    text = path.read_text()
+    if text.count(mutation.before) != 1:
+        raise SystemExit(f"error: {mutation.file} no longer holds {mutation.before!r} once: update MUTATIONS")
+    path.write_text(text.replace(mutation.before, mutation.after))
+
+
+def caught(mutation: Mutation, folder: Path) -> tuple[bool, float]:
+    """Run the guarding test in a mutated fresh copy: (it failed, seconds)."""
+    checkout = fresh_copy(folder / "mlflow-starter")
+    apply(mutation, checkout)
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", mutation.caught_by]
+    started = time.monotonic()
+    result = subprocess.run(command, cwd=checkout, env=reader_env(CI="true"), capture_output=True, text=True)
+    # Exit code 1 is "tests failed"; 2 to 5 (interrupted, usage, no tests collected) would not prove anything.
+    return result.returncode == 1, time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="run the cases whose description contains this text")
+    args = parser.parse_args()
+    cases = [m for m in MUTATIONS if not args.only or args.only in m.what]
+    survivors = []
+    print("| The careless edit | The test that must fail | Failed |\n|---|---|---|", flush=True)
+    for mutation in cases:
+        with tempfile.TemporaryDirectory() as folder:
+            was_caught, seconds = caught(mutation, Path(folder))
+        print(f"| {mutation.what} | `{mutation.caught_by}` | {'yes' if was_caught else 'NO'} ({seconds:.0f} s) |")
+        if not was_caught:
+            survivors.append(mutation.what)
+    if survivors:
+        raise SystemExit(f"error: {len(survivors)} edit(s) passed their test: {'; '.join(survivors)}")
+
+
+if __name__ == "__main__":
+    main()
