@@ -8,6 +8,7 @@ This file stands alone: copy it into any project with MLflow installed and it ru
 
 import argparse
 import os
+import ssl
 import sys
 import urllib.error
 import urllib.parse
@@ -28,8 +29,10 @@ def check_tracking_server(uri: str) -> None:
 
     Without this check, MLflow retries a server that is not there for minutes before it fails.
     """
+    # A team server may have a certificate from the team's own authority: trust the one MLflow is told to trust.
+    tls = ssl.create_default_context(cafile=os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH"))
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=2) as response:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=2, context=tls) as response:
             response.read()
     except urllib.error.HTTPError as err:
         # Something listens, but it is not MLflow: on macOS, AirPlay Receiver holds port 5000.
@@ -46,7 +49,8 @@ def check_tracking_server(uri: str) -> None:
     # private addresses (MLflow's protection against DNS rebinding), such as a Codespace's forwarded address or a
     # team server's name that was not listed: every MLflow call would then fail with HTTP 403.
     try:
-        urllib.request.urlopen(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1", timeout=2).close()
+        search = f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1"
+        urllib.request.urlopen(search, timeout=2, context=tls).close()
     except urllib.error.HTTPError as err:
         if err.code == 403 and err.read(100).startswith(b"Invalid Host header"):
             address = urllib.parse.urlsplit(uri).netloc

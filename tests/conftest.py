@@ -43,6 +43,13 @@ STRICT_WARNING_EXEMPTIONS = [
 ]
 STRICT_WARNINGS = ",".join(["error::DeprecationWarning", "error::FutureWarning", *STRICT_WARNING_EXEMPTIONS])
 
+
+def pytest_configure(config):
+    """The same exemptions in the tests' own process (after pyproject.toml's rule, so they take precedence)."""
+    for exemption in STRICT_WARNING_EXEMPTIONS:
+        config.addinivalue_line("filterwarnings", exemption)
+
+
 # A bound on a path that must fail fast, such as a missing server: it proves "seconds, not minutes" (MLflow's
 # own retries take minutes). It is generous on purpose, so a busy machine does not fail the suite;
 # `make bench` measures the real figure.

@@ -43,17 +43,43 @@ def on_port(command: str, port: int) -> str:
 
 # docs/team-server.md. The tests replace the database's address, the port and --host 0.0.0.0
 # (they bind to 127.0.0.1 only); every flag stays. deploy/docker-compose.yml carries the same flags.
+# Clients reach it through the TLS proxy, at the address CLIENT_LOGIN gives.
 TEAM_SERVER = (
     "mlflow server --backend-store-uri postgresql://mlflow@postgres:5432/mlflow"
     " --artifacts-destination s3://mlflow-artifacts --serve-artifacts"
     " --host 0.0.0.0 --port 5000 --allowed-hosts mlflow.example.com,localhost:5000,127.0.0.1:5000"
-    " --workers 4 --app-name basic-auth"
+    " --cors-allowed-origins https://mlflow.example.com --workers 4 --app-name basic-auth"
 )
+CLIENT_LOGIN = "export MLFLOW_TRACKING_URI=https://mlflow.example.com"
 # The admin changes a password; the tests put real ones in place of OLD_PASSWORD and NEW_PASSWORD.
 CHANGE_ADMIN_PASSWORD = (
-    "curl -u admin:OLD_PASSWORD -X PATCH http://127.0.0.1:5000/api/2.0/mlflow/users/update-password"
+    "curl -u admin:OLD_PASSWORD -X PATCH https://mlflow.example.com/api/2.0/mlflow/users/update-password"
     """ -H 'Content-Type: application/json' -d '{"username": "admin", "current_password": "OLD_PASSWORD","""
     """ "password": "NEW_PASSWORD"}'"""
 )
 
-SHOWN_IN = {TEAM_SERVER: "docs/team-server.md", CHANGE_ADMIN_PASSWORD: "docs/team-server.md"}  # others: README.md
+# The admin creates a user; the tests put real passwords in place of ADMIN_PASSWORD and USER_PASSWORD.
+CREATE_USER = (
+    "curl -u admin:ADMIN_PASSWORD -X POST https://mlflow.example.com/api/2.0/mlflow/users/create"
+    """ -H 'Content-Type: application/json' -d '{"username": "alice", "password": "USER_PASSWORD"}'"""
+)
+
+# Backup and restore: the page runs them in the postgres container (`docker compose exec -T postgres ...`), with the
+# dump on standard output or input; the tests run them against their own cluster.
+DUMP_TRACKING = "pg_dump -U postgres --format=custom mlflow"
+DUMP_AUTH = "pg_dump -U postgres --format=custom mlflow_auth"
+RESTORE_TRACKING = "pg_restore -U postgres --no-owner --role=mlflow --dbname=mlflow"
+RESTORE_AUTH = "pg_restore -U postgres --no-owner --role=mlflow --dbname=mlflow_auth"
+
+TEAM_PAGE = "docs/team-server.md"
+TEAM_COMMANDS = (
+    TEAM_SERVER,
+    CLIENT_LOGIN,
+    CHANGE_ADMIN_PASSWORD,
+    CREATE_USER,
+    DUMP_TRACKING,
+    DUMP_AUTH,
+    RESTORE_TRACKING,
+    RESTORE_AUTH,
+)
+SHOWN_IN = {command: TEAM_PAGE for command in TEAM_COMMANDS}

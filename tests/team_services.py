@@ -9,21 +9,24 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import VENV_BIN
+from conftest import REPO, VENV_BIN
 
 from tutorial import server_process
 
 POSTGRES_PASSWORD = "test-only-postgres-password"  # a throwaway database on loopback
 S3_BUCKET = "mlflow-artifacts"
-# moto accepts any credentials; boto3 only needs some to sign its requests.
-S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+S3_REGION = "us-east-1"
 
 
+# How the team server runs, in the tests and in deploy/docker-compose.yml alike: no job runner (it serves GenAI
+# features this setup does not use), and no usage data sent anywhere.
+SERVER_SETTINGS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
 POSTGRES_MAJOR = 15  # the version docs/team-server.md names and .ci/run installs
 
 
@@ -71,6 +74,17 @@ class Postgres:
         pg_ctl = [self.bin_dir / "pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop"]
         subprocess.run(_as_postgres_user(pg_ctl), check=True, capture_output=True)
 
+    def client_env(self) -> dict:
+        """The environment in which PostgreSQL's own clients (psql, pg_dump) reach this cluster as its superuser."""
+        path = f"{self.bin_dir}{os.pathsep}{os.environ['PATH']}"
+        return {
+            **os.environ,
+            "PATH": path,
+            "PGHOST": "127.0.0.1",
+            "PGPORT": str(self.port),
+            "PGPASSWORD": POSTGRES_PASSWORD,
+        }
+
     def run_sql(self, *statements: str) -> None:
         """Run statements as the superuser, each in its own transaction (CREATE DATABASE needs that)."""
         import psycopg
@@ -106,26 +120,148 @@ def running_postgres(bin_dir: Path) -> Iterator[Postgres]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@dataclass
+class S3Store:
+    url: str
+    credentials: dict  # the server's keys: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION
+
+
+def s3_client(store: S3Store):
+    import boto3
+
+    keys = store.credentials
+    return boto3.client(
+        "s3",
+        endpoint_url=store.url,
+        aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
+        region_name=keys["AWS_DEFAULT_REGION"],
+    )
+
+
+OTHER_BUCKET = "another-teams-bucket"  # in the same store: the server's keys must not reach it
+# The actions that set the store up: two buckets, the server's user, its policy and its key. moto checks
+# credentials and IAM policies on every request after these.
+SETUP_ACTIONS = 5
+
+
 @contextmanager
-def running_s3(log_folder: Path) -> Iterator[str]:
-    """moto's S3-compatible server on a free loopback port, with the bucket for artifacts. Yields its URL."""
+def running_s3(log_folder: Path) -> Iterator[S3Store]:
+    """moto's S3 server on a free loopback port, with the artifact bucket, enforcing IAM policies.
+
+    The server's keys are made as docs/team-server.md makes them: a user whose only policy is
+    deploy/s3-artifacts-policy.json. They are the only keys the tests give MLflow, or use themselves.
+    """
     import boto3
 
     port = server_process.free_port()
-    log_file = log_folder / "moto.log"
+    log_file = log_folder / f"moto-{port}.log"
     command = [str(VENV_BIN / "python"), "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    server = server_process.start(command, log_file, cwd=log_folder)
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(SETUP_ACTIONS)}
+    server = server_process.start(command, log_file, cwd=log_folder, env=env)
     try:
         url = f"http://127.0.0.1:{port}"
         server_process.wait_until_healthy(server, f"{url}/moto-api/", log_file)
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=url,
-            aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            region_name=S3_CREDENTIALS["AWS_DEFAULT_REGION"],
-        )
-        s3.create_bucket(Bucket=S3_BUCKET)
-        yield url
+        setup = {"endpoint_url": url, "region_name": S3_REGION, "aws_access_key_id": "x", "aws_secret_access_key": "x"}
+        s3, iam = boto3.client("s3", **setup), boto3.client("iam", **setup)
+        for bucket in (S3_BUCKET, OTHER_BUCKET):
+            s3.create_bucket(Bucket=bucket)
+        iam.create_user(UserName="mlflow-server")
+        policy = (REPO / "deploy" / "s3-artifacts-policy.json").read_text()
+        iam.put_user_policy(UserName="mlflow-server", PolicyName="mlflow-artifacts", PolicyDocument=policy)
+        key = iam.create_access_key(UserName="mlflow-server")["AccessKey"]
+        credentials = {
+            "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+            "AWS_DEFAULT_REGION": S3_REGION,
+        }
+        yield S3Store(url, credentials)
     finally:
         server_process.stop(server)
+
+
+TEAM_HOSTNAME = "mlflow.example.com"  # the name docs/team-server.md gives clients, and the certificate's
+
+
+def make_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for TEAM_HOSTNAME, made for this test run: (certificate, key)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, TEAM_HOSTNAME)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(TEAM_HOSTNAME)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    certificate_path, key_path = folder / "fullchain.pem", folder / "privkey.pem"
+    certificate_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return certificate_path, key_path
+
+
+def nginx_binary() -> Path | None:
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").is_file() else None)
+    return Path(found) if found else None
+
+
+@contextmanager
+def running_tls_proxy(folder: Path, upstream_port: int) -> Iterator[int]:
+    """Debian's nginx with deploy/nginx.conf, on a free loopback port, in front of MLflow. Yields its port.
+
+    The compose file's addresses become loopback ones and the certificate is made for this run; every other
+    line (TLS, the Host passed on, the rate limit) is the file as it ships.
+    """
+    port, plain_port = server_process.free_port(), server_process.free_port()
+    certificate, key = make_certificate(folder)
+    site = (REPO / "deploy" / "nginx.conf").read_text()
+    replacements = [
+        ("listen 443 ssl;", f"listen 127.0.0.1:{port} ssl;"),
+        ("listen 80;", f"listen 127.0.0.1:{plain_port};"),
+        ("proxy_pass http://mlflow:5000;", f"proxy_pass http://127.0.0.1:{upstream_port};"),
+        ("/etc/nginx/certs/fullchain.pem", str(certificate)),
+        ("/etc/nginx/certs/privkey.pem", str(key)),
+    ]
+    for old, new in replacements:
+        assert old in site, old
+        site = site.replace(old, new)
+    (folder / "mlflow.conf").write_text(site)
+    temp = folder / "nginx-temp"
+    temp.mkdir(exist_ok=True)
+    (folder / "nginx.conf").write_text(
+        # As root, nginx's workers would run as `nobody`, who cannot enter the test's private temp folder.
+        ("user root;\n" if os.geteuid() == 0 else "")
+        + f"daemon off;\nworker_processes 1;\npid {folder}/nginx.pid;\nerror_log {folder}/nginx-error.log;\n"
+        "events {}\n"
+        f"http {{\n  access_log {folder}/nginx-access.log;\n"
+        + "".join(
+            f"  {kind}_temp_path {temp}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        + f"  include {folder}/mlflow.conf;\n}}\n"
+    )
+    log_file = folder / "nginx.log"
+    proxy = server_process.start([str(nginx_binary()), "-c", str(folder / "nginx.conf")], log_file, cwd=folder)
+    try:
+        deadline = time.monotonic() + 30
+        while not server_process.port_is_taken(port):
+            if proxy.poll() is not None or time.monotonic() > deadline:
+                raise server_process.ServerFailedToStart(f"nginx did not start:\n{server_process.tail(log_file)}")
+            time.sleep(0.1)
+        yield port
+    finally:
+        server_process.stop(proxy)

@@ -4,10 +4,14 @@ read the files: the compose file parses, and its server runs the command of docs
 import configparser
 import re
 import shlex
+from importlib.metadata import distribution
 
+import team_services
 import yaml
 from conftest import REPO, git
 from guide_commands import TEAM_SERVER
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 DEPLOY = REPO / "deploy"
 COMPOSE = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
@@ -27,14 +31,88 @@ def flags(command: list[str]) -> dict:
 
 def test_compose_has_the_services_with_healthchecks():
     services = COMPOSE["services"]
-    assert set(services) == {"postgres", "minio", "create-bucket", "mlflow"}
-    for name in ("postgres", "minio", "mlflow"):
+    assert set(services) == {"postgres", "mlflow", "proxy"}
+    for name in ("postgres", "mlflow"):
         assert "healthcheck" in services[name], name
-    assert services["mlflow"]["depends_on"] == {
-        "postgres": {"condition": "service_healthy"},
-        "create-bucket": {"condition": "service_completed_successfully"},
-    }
-    assert "mlflow-artifacts" in services["create-bucket"]["entrypoint"]
+    assert services["mlflow"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    assert services["proxy"]["depends_on"] == {"mlflow": {"condition": "service_healthy"}}
+
+
+def test_only_the_tls_proxy_is_published():
+    published = {name for name, service in COMPOSE["services"].items() if "ports" in service}
+    assert published == {"proxy"}
+    assert COMPOSE["services"]["proxy"]["ports"] == ["443:443", "80:80"]
+    assert "./nginx.conf:/etc/nginx/conf.d/mlflow.conf:ro" in COMPOSE["services"]["proxy"]["volumes"]
+    nginx = (DEPLOY / "nginx.conf").read_text()
+    assert "proxy_pass http://mlflow:5000;" in nginx and "listen 443 ssl;" in nginx
+    assert "return 301 https://$host$request_uri;" in nginx  # port 80 only redirects
+
+
+def test_every_long_running_service_restarts_on_failure():
+    for name, service in COMPOSE["services"].items():
+        assert service.get("restart") == "unless-stopped", name
+
+
+def test_images_are_pinned_to_versions():
+    images = {name: service["image"] for name, service in COMPOSE["services"].items() if "image" in service}
+    for name, image in images.items():
+        assert re.fullmatch(r"[a-z0-9./-]+:\d+\.\d+(\.\d+)?(-[a-z]+)?", image), f"{name}: {image}"
+    assert images["postgres"].startswith(f"postgres:{team_services.POSTGRES_MAJOR}.")  # the version the tests run
+    base = re.search(r"^FROM (\S+)$", (DEPLOY / "Dockerfile").read_text(), re.MULTILINE)[1]
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", base), base
+
+
+PYTHON_3_11_ON_LINUX = {
+    "python_full_version": "3.11.14",
+    "python_version": "3.11",
+    "sys_platform": "linux",
+    "extra": "",
+}
+
+
+def pins_for_the_image(path) -> dict[str, str]:
+    """{name: "==version"} of a lock file, for the image's Python 3.11 on Linux."""
+    pins = {}
+    for line in path.read_text().splitlines():
+        if line[:1].isalpha():
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate({**PYTHON_3_11_ON_LINUX, "extra": ""}):
+                pins[canonicalize_name(requirement.name)] = str(requirement.specifier)
+    return pins
+
+
+def test_the_image_runs_as_a_user_and_installs_only_pinned_packages():
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert re.search(r"^USER (?!root)\w+$", dockerfile, re.MULTILINE)
+    assert "--no-deps -r /tmp/requirements.txt -r /tmp/requirements-team.txt" in dockerfile
+    team = pins_for_the_image(DEPLOY / "requirements-team.txt")
+    assert team, "deploy/requirements-team.txt pins nothing"
+    # The team's extras are pinned where the tests' own lock pins them for Python 3.11: the versions tested.
+    tested = pins_for_the_image(REPO / "requirements-dev.txt")
+    assert {name: tested[name] for name in team} == team
+    # --no-deps installs exactly the two files, so whatever the extras need must be in one of them.
+    installed = set(team) | set(pins_for_the_image(REPO / "requirements.txt"))
+    for name in team:
+        for needed in map(Requirement, distribution(name).requires or []):
+            if needed.marker is None or needed.marker.evaluate({**PYTHON_3_11_ON_LINUX, "extra": ""}):
+                assert canonicalize_name(needed.name) in installed, f"{name} needs {needed.name}"
+
+
+def test_the_server_settings_are_the_ones_the_tests_run():
+    environment = COMPOSE["services"]["mlflow"]["environment"]
+    for name, value in team_services.SERVER_SETTINGS.items():
+        assert environment[name] == value, name
+
+
+def test_env_example_ships_no_usable_secret_and_compose_refuses_blanks():
+    example = dict(
+        line.split("=", 1) for line in (DEPLOY / ".env.example").read_text().splitlines() if line and line[0] != "#"
+    )
+    assert example and all(value == "" for value in example.values()), example
+    references = re.findall(r"\$\{([A-Z0-9_]+)([^}]*)\}", (DEPLOY / "docker-compose.yml").read_text())
+    for name, rest in references:
+        # ${NAME:?message}: compose stops with the message when NAME is unset or empty.
+        assert rest.startswith(":?"), f"${{{name}{rest}}} lets compose start without it"
 
 
 def test_compose_server_command_is_the_readme_command():
@@ -48,7 +126,7 @@ def test_compose_server_command_is_the_readme_command():
 
 def test_every_secret_comes_from_env_and_is_listed_in_env_example():
     compose_text = (DEPLOY / "docker-compose.yml").read_text()
-    used = set(re.findall(r"\$\{([A-Z_]+)", compose_text))
+    used = set(re.findall(r"\$\{([A-Z0-9_]+)", compose_text))
     example = dict(
         line.split("=", 1) for line in (DEPLOY / ".env.example").read_text().splitlines() if line and line[0] != "#"
     )
@@ -73,7 +151,7 @@ def test_every_secret_like_value_in_compose_is_a_reference_to_env():
         for name, value in environment_of(service).items():
             if SECRET_NAME.search(name):
                 checked += 1
-                assert re.fullmatch(r"\$\{[A-Z_]+(:\?[^}]*)?\}", str(value)), f"{service_name}: {name}={value}"
+                assert re.fullmatch(r"\$\{[A-Z0-9_]+(:\?[^}]*)?\}", str(value)), f"{service_name}: {name}={value}"
     assert checked >= 5, "the compose file's secrets were not found: the check looks at nothing"
 
 

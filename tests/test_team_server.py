@@ -4,9 +4,19 @@ Real services on loopback: PostgreSQL from its server binaries, moto's S3 server
 `mlflow server` command of docs/team-server.md, with `--app-name basic-auth`.
 """
 
+import base64
+import http.client
 import os
+import re
 import shlex
+import socket
+import ssl
 import subprocess
+import time
+import urllib.parse
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,7 +33,19 @@ from expected_state import (
     expected_predictions,
     printed_predictions,
 )
-from guide_commands import CHANGE_ADMIN_PASSWORD, INFER_BY_ALIAS, RUN_NOTEBOOK, SMOKE_TEST, TEAM_SERVER
+from guide_commands import (
+    CHANGE_ADMIN_PASSWORD,
+    CLIENT_LOGIN,
+    CREATE_USER,
+    DUMP_AUTH,
+    DUMP_TRACKING,
+    INFER_BY_ALIAS,
+    RESTORE_AUTH,
+    RESTORE_TRACKING,
+    RUN_NOTEBOOK,
+    SMOKE_TEST,
+    TEAM_SERVER,
+)
 from mlflow import MlflowClient
 
 from tutorial import server_process
@@ -50,9 +72,9 @@ def team_server_command(postgres_port: int, port: int, auth: bool = True) -> lis
 class TeamServer:
     """The team server of docs/team-server.md, which the tests can stop and start again on the same port."""
 
-    def __init__(self, postgres, s3_url: str, folder: Path, auth: bool = True, auth_cache_seconds: int = 0):
+    def __init__(self, postgres, s3, folder: Path, auth: bool = True, auth_cache_seconds: int = 0):
         self.postgres, self.folder, self.port, self.auth = postgres, folder, server_process.free_port(), auth
-        self.s3_url = s3_url
+        self.s3 = s3
         self.url = f"http://127.0.0.1:{self.port}"
         auth_config = (REPO / "deploy" / "basic_auth.ini").read_text()
         auth_config = auth_config.replace("postgres:5432", f"127.0.0.1:{postgres.port}")
@@ -66,13 +88,12 @@ class TeamServer:
             **os.environ,
             "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
             "PGPASSWORD": MLFLOW_DB_PASSWORD,
-            "MLFLOW_S3_ENDPOINT_URL": s3_url,
-            **team_services.S3_CREDENTIALS,
+            "MLFLOW_S3_ENDPOINT_URL": s3.url,
+            **s3.credentials,  # keys for the artifact bucket only
             "MLFLOW_AUTH_CONFIG_PATH": str(auth_config_path),
             "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-only-csrf-secret-key",
-            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-            "MLFLOW_DISABLE_TELEMETRY": "true",
+            **team_services.SERVER_SETTINGS,
         }
         self.process = None
 
@@ -93,6 +114,20 @@ class TeamServer:
         return MlflowClient(tracking_uri=self.url, registry_uri=self.url)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def downloads_through_the_server():
+    """Clients fetch model files through the server, not from the bucket with presigned URLs.
+
+    For an S3 artifact store, MLflow 3.17 tells clients to download straight from the bucket with presigned URLs.
+    moto, enforcing IAM policies so that the server's keys are tested, fails on presigned requests (it looks for
+    an Authorization header they do not carry), so the tests' clients take MLflow's other path, through the
+    server. docs/team-server.md says what a team's clients need for the presigned one.
+    """
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "false")
+        yield
+
+
 @pytest.fixture(scope="module")
 def postgres():
     bin_dir = team_services.postgres_bin_dir()
@@ -102,12 +137,10 @@ def postgres():
     if found != team_services.POSTGRES_MAJOR:
         missing_service(f"{bin_dir} holds PostgreSQL {found}; the team server is documented and tested on 15")
     with team_services.running_postgres(bin_dir) as postgres:
-        # What a team's database admin does once: a login for MLflow, and two databases it owns.
-        postgres.run_sql(
-            f"CREATE ROLE mlflow LOGIN PASSWORD '{MLFLOW_DB_PASSWORD}'",
-            "CREATE DATABASE mlflow OWNER mlflow",
-            "CREATE DATABASE mlflow_auth OWNER mlflow",
-        )
+        # What the postgres image runs once on an empty volume: a role for MLflow, and the two databases it owns.
+        create_databases = REPO / "deploy" / "create-mlflow-databases.sh"
+        env = {**postgres.client_env(), "MLFLOW_DB_PASSWORD": MLFLOW_DB_PASSWORD, "POSTGRES_USER": "postgres"}
+        subprocess.run(["sh", create_databases], env=env, check=True, capture_output=True, timeout=60)
         yield postgres
 
 
@@ -116,13 +149,57 @@ def team_server(postgres, tmp_path_factory):
     """The team server, with logins cached for a minute: each request of the guide's steps would otherwise pay a
     password hash (scrypt), which makes the notebook minutes slower. The password test has a server without it."""
     folder = tmp_path_factory.mktemp("team-server")
-    with team_services.running_s3(folder) as s3_url:
-        server = TeamServer(postgres, s3_url, folder, auth_cache_seconds=60)
+    with team_services.running_s3(folder) as s3:
+        server = TeamServer(postgres, s3, folder, auth_cache_seconds=60)
         server.start()
         try:
             yield server
         finally:
             server.stop()
+
+
+DOCUMENTED_URL = CLIENT_LOGIN.split("=", 1)[1]  # https://mlflow.example.com
+
+
+@dataclass
+class PublicAddress:
+    url: str  # https://mlflow.example.com:<the proxy's port>
+    port: int
+    certificate: Path
+
+
+def curl_through_proxy(command: str, proxy_port: int, certificate: Path) -> subprocess.CompletedProcess:
+    """Run a curl command of docs/team-server.md against the proxy: the documented URL, on the test's port, with
+    the name resolved to loopback and the run's certificate trusted."""
+    command = command.replace(f"{DOCUMENTED_URL}/", f"{DOCUMENTED_URL}:{proxy_port}/")
+    resolve = f"{team_services.TEAM_HOSTNAME}:{proxy_port}:127.0.0.1"
+    options = ["--resolve", resolve, "--cacert", str(certificate), "--fail", "--silent", "--show-error"]
+    return subprocess.run([*shlex.split(command), *options], capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def public_url(team_server, tmp_path_factory) -> PublicAddress:
+    """The address docs/team-server.md gives clients, https://mlflow.example.com, served by deploy/nginx.conf.
+
+    The proxy listens on a free loopback port rather than 443, and TEST_HOSTNAMES resolves the name to loopback,
+    here and in every step the tests start (tests/resolve_hostnames). Clients trust the run's certificate through
+    MLFLOW_TRACKING_SERVER_CERT_PATH, as the page tells a team with a private certificate authority to do.
+    """
+    if team_services.nginx_binary() is None:
+        missing_service("no nginx: install Debian's `nginx` package")
+    folder = tmp_path_factory.mktemp("tls-proxy")
+    with team_services.running_tls_proxy(folder, team_server.port) as port, pytest.MonkeyPatch.context() as patch:
+        resolve_to_loopback = {team_services.TEAM_HOSTNAME: "127.0.0.1"}
+        real_getaddrinfo = socket.getaddrinfo
+        patch.setattr(
+            socket, "getaddrinfo", lambda host, *a, **k: real_getaddrinfo(resolve_to_loopback.get(host, host), *a, **k)
+        )
+        patch.setenv("TEST_HOSTNAMES", f"{team_services.TEAM_HOSTNAME}=127.0.0.1")
+        patch.setenv(
+            "PYTHONPATH", os.pathsep.join([str(REPO / "tests" / "resolve_hostnames"), os.environ.get("PYTHONPATH", "")])
+        )
+        patch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", str(folder / "fullchain.pem"))
+        yield PublicAddress(f"{DOCUMENTED_URL}:{port}", port, folder / "fullchain.pem")
 
 
 @pytest.fixture(scope="module")
@@ -136,11 +213,12 @@ def admin(team_server):
 
 
 @pytest.fixture(scope="module")
-def guide_steps(team_server, admin):
-    """The smoke test, the notebook and inference by alias, as the README shows them, logged in as admin."""
+def guide_steps(team_server, public_url, admin):
+    """The smoke test, the notebook and inference by alias, as the README shows them, logged in as admin, through
+    the TLS proxy at the documented address."""
     outputs = {}
     for command in (SMOKE_TEST, RUN_NOTEBOOK, INFER_BY_ALIAS):
-        result = run_command(command, team_server.url, timeout=600, extra_env=admin)
+        result = run_command(command, public_url.url, timeout=600, extra_env=admin)
         assert result.returncode == 0, f"{command} failed:\n{result.stdout}\n{result.stderr}"
         outputs[command] = result.stdout
     return outputs
@@ -156,16 +234,7 @@ def test_guide_steps_pass_the_same_checks_as_on_sqlite(team_server, guide_steps,
 
 
 def test_artifacts_are_in_the_object_store(team_server, guide_steps):
-    import boto3
-
-    credentials = team_services.S3_CREDENTIALS
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=team_server.s3_url,
-        aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
-        region_name=credentials["AWS_DEFAULT_REGION"],
-    )
+    s3 = team_services.s3_client(team_server.s3)
     keys = [item["Key"] for item in s3.list_objects_v2(Bucket=team_services.S3_BUCKET)["Contents"]]
     # One model and one confusion matrix for each manual run and the sweep, and the gate's evaluation plots.
     candidates = len(NOTEBOOK_RUNS) + 1
@@ -174,42 +243,239 @@ def test_artifacts_are_in_the_object_store(team_server, guide_steps):
     assert sum(key.endswith("/artifacts/roc_curve_plot.png") for key in keys) == 1
 
 
+def test_the_servers_keys_reach_the_artifact_bucket_and_no_other(team_server, guide_steps):
+    """MLflow logged every artifact of the guide with keys limited by deploy/s3-artifacts-policy.json (the guide's
+    steps passed with them); the same keys cannot list, read or write another bucket of the same store."""
+    from botocore.exceptions import ClientError
+
+    s3 = team_services.s3_client(team_server.s3)
+    assert s3.list_objects_v2(Bucket=team_services.S3_BUCKET)["KeyCount"] > 0
+    for attempt in (
+        lambda: s3.list_objects_v2(Bucket=team_services.OTHER_BUCKET),
+        lambda: s3.put_object(Bucket=team_services.OTHER_BUCKET, Key="taken", Body=b"x"),
+        lambda: s3.get_object(Bucket=team_services.OTHER_BUCKET, Key="anything"),
+    ):
+        with pytest.raises(ClientError, match="AccessDenied"):
+            attempt()
+
+
 def test_a_request_without_login_is_refused(team_server):
     response = requests.get(f"{team_server.url}/api/2.0/mlflow/experiments/search?max_results=10", timeout=10)
     assert response.status_code == 401
 
 
-def test_a_second_user_can_read_but_not_write_the_admins_experiment(team_server, guide_steps):
-    admin_login = ("admin", ADMIN_PASSWORD)
-    create = requests.post(
-        f"{team_server.url}/api/2.0/mlflow/users/create",
-        json={"username": "analyst", "password": "test-only-analyst-password"},
-        auth=admin_login,
-        timeout=10,
-    )
-    assert create.status_code == 200, create.text
-    analyst = ("analyst", "test-only-analyst-password")
+READER_PASSWORD = "test-only-reader-password"
+
+
+@pytest.fixture(scope="module")
+def reader(team_server, public_url, guide_steps) -> tuple[str, str]:
+    """alice, created by the admin with the page's curl command, through the proxy. She has the default
+    permission, READ, on everything the admin made."""
+    command = CREATE_USER.replace("ADMIN_PASSWORD", ADMIN_PASSWORD).replace("USER_PASSWORD", READER_PASSWORD)
+    result = curl_through_proxy(command, public_url.port, public_url.certificate)
+    assert result.returncode == 0, result.stderr
+    return ("alice", READER_PASSWORD)
+
+
+def api(team_server, method: str, route: str, login=None, **kwargs) -> requests.Response:
+    """One request to the team server's REST API, straight to MLflow (the proxy's rate limit is tested apart)."""
+    return requests.request(method, f"{team_server.url}/api/2.0/mlflow/{route}", auth=login, timeout=30, **kwargs)
+
+
+def test_a_reader_can_read_but_not_write_the_admins_experiment(team_server, reader):
     experiment_id = team_server.client().get_experiment_by_name(IRIS_EXPERIMENT).experiment_id
     runs_before = len(team_server.client().search_runs([experiment_id]))
 
-    read = requests.get(
-        f"{team_server.url}/api/2.0/mlflow/experiments/get",
-        params={"experiment_id": experiment_id},
-        auth=analyst,
-        timeout=10,
-    )
+    read = api(team_server, "GET", "experiments/get", reader, params={"experiment_id": experiment_id})
     assert read.status_code == 200 and read.json()["experiment"]["name"] == IRIS_EXPERIMENT
-    write = requests.post(
-        f"{team_server.url}/api/2.0/mlflow/runs/create", json={"experiment_id": experiment_id}, auth=analyst, timeout=10
-    )
+    write = api(team_server, "POST", "runs/create", reader, json={"experiment_id": experiment_id})
     assert write.status_code == 403, write.text
     assert len(team_server.client().search_runs([experiment_id])) == runs_before  # nothing was added
+
+
+def test_a_reader_cannot_change_the_registry_delete_runs_or_manage_users(team_server, reader):
+    client = team_server.client()
+    experiment_id = client.get_experiment_by_name(IRIS_EXPERIMENT).experiment_id
+    admins_run = client.search_runs([experiment_id], "attributes.run_name = 'lr-C-1.5'")[0]
+    before = snapshot(client)
+    attempts = {
+        "move @champion": (
+            "POST",
+            "registered-models/alias",
+            {"name": MODEL_NAME, "alias": "champion", "version": "1"},
+        ),
+        "tag a version": (
+            "POST",
+            "model-versions/set-tag",
+            {"name": MODEL_NAME, "version": "3", "key": "k", "value": "v"},
+        ),
+        "delete a run": ("POST", "runs/delete", {"run_id": admins_run.info.run_id}),
+        "create a user": ("POST", "users/create", {"username": "mallory", "password": "test-only-mallory-pw"}),
+        "make herself admin": ("PATCH", "users/update-admin", {"username": "alice", "is_admin": True}),
+        "change the admin's password": (
+            "PATCH",
+            "users/update-password",
+            {"username": "admin", "password": "test-only-taken-over"},
+        ),
+        "delete the admin": ("DELETE", "users/delete", {"username": "admin"}),
+    }
+    for what, (method, route, body) in attempts.items():
+        response = api(team_server, method, route, reader, json=body)
+        assert response.status_code == 403, f"{what}: HTTP {response.status_code} {response.text[:200]}"
+    assert snapshot(client) == before
+    assert api(team_server, "GET", "users/get", ("admin", ADMIN_PASSWORD), params={"username": "admin"}).ok
+
+
+def route_without_parameters(path: str) -> str:
+    return re.sub(r"<(?:\w+:)?\w+>", "x", path)
+
+
+# Routes MLflow answers without a login on purpose: server-info tells a client how the server is set up before it
+# logs in, and MLflow keeps secrets out of it (mlflow/server/handlers.py, build_server_info_payload).
+PUBLIC_ROUTES = ("/api/3.0/mlflow/server-info", "/ajax-api/3.0/mlflow/server-info")
+
+
+def test_without_a_login_every_api_route_but_health_and_server_info_gets_401(team_server):
+    with warnings.catch_warnings():
+        # Importing MLflow's server in this process: Starlette warns about a module MLflow's app uses.
+        warnings.filterwarnings("ignore", message=r"starlette\.middleware\.wsgi is deprecated")
+        from mlflow.server.auth import routes as auth_routes
+        from mlflow.server.handlers import get_endpoints
+
+    routes = {(route_without_parameters(path), methods[0]) for path, _, methods in get_endpoints()}
+    routes |= {(getattr(auth_routes, name), "GET") for name in dir(auth_routes) if name.isupper()}
+    routes = {(path, method) for path, method in routes if path.startswith(("/api/", "/ajax-api/"))}
+    assert len(routes) > 300, "MLflow's route list was not found: the check looks at nothing"
+
+    def status_of(route: tuple[str, str]) -> int:
+        path, method = route
+        return requests.request(method, f"{team_server.url}{path}", timeout=30).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:  # the server has 4 workers: keep them busy
+        answers = dict(zip(((method, path) for path, method in sorted(routes)), pool.map(status_of, sorted(routes))))
+    let_through = {
+        route: status for route, status in answers.items() if status != 401 and route[1] not in PUBLIC_ROUTES
+    }
+    assert not let_through, f"answered without a login: {let_through}"
+    assert requests.get(f"{team_server.url}/health", timeout=10).status_code == 200
+    for route in PUBLIC_ROUTES:
+        public = requests.get(f"{team_server.url}{route}", timeout=10).text
+        for secret in (ADMIN_PASSWORD, MLFLOW_DB_PASSWORD, "postgresql://", "s3://", team_server.s3.url):
+            assert secret not in public, (route, secret)
+
+
+@pytest.mark.parametrize(
+    "artifact_path",
+    ["../../../etc/passwd", "%2e%2e/%2e%2e/%2e%2e/etc/passwd", "..%2f..%2f..%2fetc%2fpasswd"],
+    ids=["plain", "percent-encoded-dots", "percent-encoded-slashes"],
+)
+def test_artifact_paths_that_climb_out_of_the_store_are_refused(team_server, public_url, admin, artifact_path):
+    login = ("admin", ADMIN_PASSWORD)
+    for base in (team_server.url, public_url.url):
+        url = f"{base}/api/2.0/mlflow-artifacts/artifacts/{artifact_path}"
+        response = requests.get(url, auth=login, timeout=30, verify=str(public_url.certificate))
+        assert response.status_code in (400, 403, 404), (url, response.status_code)
+        assert "root:" not in response.text
+        listing = requests.get(
+            f"{base}/api/2.0/mlflow-artifacts/artifacts",
+            params={"path": urllib.parse.unquote(artifact_path)},
+            auth=login,
+            timeout=30,
+            verify=str(public_url.certificate),
+        )
+        assert listing.status_code in (400, 403, 404), (base, listing.status_code, listing.text[:200])
+
+
+def test_the_documented_address_reaches_the_server_and_no_other_does(team_server, public_url, admin):
+    """Clients send Host: mlflow.example.com (and :port); the proxy passes the name on, and MLflow checks it."""
+    search = "/api/2.0/mlflow/experiments/search?max_results=1"
+    login, trusted = ("admin", ADMIN_PASSWORD), str(public_url.certificate)
+    through_proxy = requests.get(f"{public_url.url}{search}", auth=login, timeout=30, verify=trusted)
+    assert through_proxy.status_code == 200, through_proxy.text
+    # Straight to MLflow, with the Host the proxy passes on: the name, without a port.
+    direct = requests.get(
+        f"{team_server.url}{search}", auth=login, headers={"Host": team_services.TEAM_HOSTNAME}, timeout=30
+    )
+    assert direct.status_code == 200, direct.text
+    for foreign in ("evil.example", f"{team_services.TEAM_HOSTNAME}.evil.example"):
+        assert requests.get(f"{team_server.url}{search}", headers={"Host": foreign}, timeout=30).status_code == 403
+        # Through the proxy, a client that connects to the server's name but sends another Host.
+        proxied = requests.get(
+            f"{public_url.url}{search}", headers={"Host": foreign}, auth=login, timeout=30, verify=trusted
+        )
+        assert proxied.status_code == 403, foreign
+    # A write from the UI's own origin goes through; one from another site's page is refused.
+    create = f"{public_url.url}/api/2.0/mlflow/experiments/create"
+    for origin, expected in (("https://mlflow.example.com", 200), ("https://evil.example", 403)):
+        response = requests.post(
+            create,
+            json={"name": f"cors-{origin.rsplit('/', 1)[1]}"},
+            auth=login,
+            headers={"Origin": origin},
+            timeout=30,
+            verify=str(public_url.certificate),
+        )
+        assert response.status_code == expected, (origin, response.text[:200])
+
+
+def proxy_rate_limit() -> tuple[int, int]:
+    """(requests a second, burst) that deploy/nginx.conf allows one client address."""
+    nginx = (REPO / "deploy" / "nginx.conf").read_text()
+    rate = int(re.search(r"zone=per_address:\S+ rate=(\d+)r/s;", nginx)[1])
+    burst = int(re.search(r"limit_req zone=per_address burst=(\d+) nodelay;", nginx)[1])
+    return rate, burst
+
+
+def test_a_flood_of_wrong_passwords_is_slowed_by_the_proxy_while_a_logged_in_client_works(team_server, public_url):
+    """Guesses from one address (127.0.0.2, another loopback address), 32 at a time, against the proxy, while the
+    admin, from 127.0.0.1, keeps working. Beyond its rate the proxy answers 429 itself, and MLflow, which would
+    spend a scrypt hash on each guess, never sees them."""
+    rate, burst = proxy_rate_limit()
+    guesses = 120
+
+    def guess(index: int) -> int:
+        connection = http.client.HTTPSConnection(
+            "127.0.0.1", public_url.port, source_address=("127.0.0.2", 0), timeout=60, context=tls_context(public_url)
+        )
+        token = base64.b64encode(f"admin:wrong-guess-{index}".encode()).decode()
+        headers = {"Host": team_services.TEAM_HOSTNAME, "Authorization": f"Basic {token}"}
+        connection.request("GET", "/api/2.0/mlflow/experiments/search", headers=headers)
+        status = connection.getresponse().status
+        connection.close()
+        return status
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=32) as pool:  # an attacker does not wait for one guess before the next
+        flood = pool.map(guess, range(guesses))
+        admin_answers = []
+        for _ in range(5):  # meanwhile, the logged-in client
+            response = requests.get(
+                f"{public_url.url}/api/2.0/mlflow/experiments/search?max_results=1",
+                auth=("admin", ADMIN_PASSWORD),
+                timeout=60,
+                verify=str(public_url.certificate),
+            )
+            admin_answers.append(response.status_code)
+        statuses = list(flood)
+    seconds = time.monotonic() - started
+
+    assert set(statuses) <= {401, 429}, set(statuses)
+    assert statuses.count(429) > 0, "the proxy let every guess through"
+    # The guesses that reached MLflow (its 401s): no more than the burst and the rate allow.
+    assert statuses.count(401) <= burst + rate * seconds + 1, (statuses.count(401), seconds)
+    assert admin_answers == [200] * 5
+
+
+def tls_context(public_url):
+    context = ssl.create_default_context(cafile=str(public_url.certificate))
+    context.check_hostname = False  # connected by address; the name is checked in the other tests
+    return context
 
 
 @pytest.fixture
 def uncached_team_server(team_server):
     """The same team server, on the same data, without the login cache: a changed password takes effect at once."""
-    server = TeamServer(team_server.postgres, team_server.s3_url, team_server.folder)
+    server = TeamServer(team_server.postgres, team_server.s3, team_server.folder)
     server.start()
     try:
         yield server
@@ -217,7 +483,7 @@ def uncached_team_server(team_server):
         server.stop()
 
 
-def test_the_admin_changes_their_password_with_the_readme_command(uncached_team_server):
+def test_the_admin_changes_their_password_with_the_readme_command(uncached_team_server, tmp_path):
     team_server = uncached_team_server
 
     def can_log_in(password: str) -> bool:
@@ -226,9 +492,9 @@ def test_the_admin_changes_their_password_with_the_readme_command(uncached_team_
 
     new_password = "test-only-new-admin-password"
     command = CHANGE_ADMIN_PASSWORD.replace("OLD_PASSWORD", ADMIN_PASSWORD).replace("NEW_PASSWORD", new_password)
-    command = command.replace("127.0.0.1:5000", f"127.0.0.1:{team_server.port}")
     try:
-        result = subprocess.run([*shlex.split(command), "--fail", "--silent", "--show-error"], capture_output=True)
+        with team_services.running_tls_proxy(tmp_path, team_server.port) as proxy_port:
+            result = curl_through_proxy(command, proxy_port, tmp_path / "fullchain.pem")
         assert result.returncode == 0, result.stderr
         assert can_log_in(new_password) and not can_log_in(ADMIN_PASSWORD)
     finally:  # the other tests log in with the first password
@@ -280,3 +546,49 @@ def test_clients_log_into_a_new_experiment_at_once_and_none_go_astray(team_serve
         print("\n" + result.summary("PostgreSQL, 4 workers, logged in"))
     assert (result.lost, result.misfiled, result.failed) == (0, 0, 0), result.first_error
     assert result.runs_in_experiment == CLIENTS * RUNS_PER_CLIENT
+
+
+def test_a_backup_restores_into_a_new_cluster_and_bucket_with_everything(
+    team_server, guide_steps, reader, admin, tmp_path, monkeypatch
+):
+    """The runbook of docs/team-server.md: dump both databases, copy the bucket, restore them on new services."""
+    import boto3
+    import mlflow
+
+    before = snapshot(team_server.client())
+    env = team_server.postgres.client_env()
+    dumps = {}
+    for command in (DUMP_TRACKING, DUMP_AUTH):
+        dumps[command] = subprocess.run(
+            shlex.split(command), env=env, capture_output=True, check=True, timeout=120
+        ).stdout
+
+    with (
+        team_services.running_postgres(team_server.postgres.bin_dir) as new_postgres,
+        team_services.running_s3(tmp_path) as new_s3,
+    ):
+        # The new cluster's first start, as the postgres image does it: the role and two empty databases.
+        new_env = {**new_postgres.client_env(), "MLFLOW_DB_PASSWORD": MLFLOW_DB_PASSWORD, "POSTGRES_USER": "postgres"}
+        subprocess.run(["sh", REPO / "deploy" / "create-mlflow-databases.sh"], env=new_env, check=True, timeout=60)
+        for restore, dump in ((RESTORE_TRACKING, DUMP_TRACKING), (RESTORE_AUTH, DUMP_AUTH)):
+            subprocess.run(shlex.split(restore), env=new_env, input=dumps[dump], check=True, timeout=120)
+        # `aws s3 sync` from the old bucket to the new one, object by object.
+        source, target = team_services.s3_client(team_server.s3), team_services.s3_client(new_s3)
+        objects = source.list_objects_v2(Bucket=team_services.S3_BUCKET)["Contents"]
+        for item in objects:
+            body = source.get_object(Bucket=team_services.S3_BUCKET, Key=item["Key"])["Body"].read()
+            target.put_object(Bucket=team_services.S3_BUCKET, Key=item["Key"], Body=body)
+
+        restored = TeamServer(new_postgres, new_s3, tmp_path, auth_cache_seconds=60)
+        restored.start()
+        try:
+            assert snapshot(restored.client()) == before  # every run, param, metric, artifact, version, @champion
+            assert requests.get(
+                f"{restored.url}/api/2.0/mlflow/users/get", params={"username": "alice"}, auth=reader, timeout=30
+            ).ok
+            monkeypatch.setenv("MLFLOW_TRACKING_URI", restored.url)
+            champion = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion")  # its files, from the new bucket
+            assert champion.predict(champion.input_example).tolist() == [0, 0, 1, 0, 0]
+        finally:
+            restored.stop()
+    assert len(objects) > 10 and boto3  # the bucket held the guide's models and plots
