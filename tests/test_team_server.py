@@ -352,7 +352,10 @@ def test_without_a_login_every_api_route_but_health_and_server_info_gets_401(tea
         return requests.request(method, f"{team_server.url}{path}", timeout=30).status_code
 
     with ThreadPoolExecutor(max_workers=8) as pool:  # the server has 4 workers: keep them busy
-        answers = dict(zip(((method, path) for path, method in sorted(routes)), pool.map(status_of, sorted(routes))))
+        ordered = sorted(routes)
+        answers = {
+            (method, path): status for (path, method), status in zip(ordered, pool.map(status_of, ordered), strict=True)
+        }
     let_through = {
         route: status for route, status in answers.items() if status != 401 and route[1] not in PUBLIC_ROUTES
     }
