@@ -430,11 +430,11 @@ def proxy_rate_limit() -> tuple[int, int]:
 
 
 def test_a_flood_of_wrong_passwords_is_slowed_by_the_proxy_while_a_logged_in_client_works(team_server, public_url):
-    """Guesses from one address (127.0.0.2, another loopback address), 32 at a time, against the proxy, while the
+    """Guesses from one address (127.0.0.2, another loopback address), all at once, against the proxy, while the
     admin, from 127.0.0.1, keeps working. Beyond its rate the proxy answers 429 itself, and MLflow, which would
     spend a scrypt hash on each guess, never sees them."""
     rate, burst = proxy_rate_limit()
-    guesses = 120
+    guesses = 3 * burst  # all sent at once, as fast as they can be: far more than the burst
 
     def guess(index: int) -> int:
         connection = http.client.HTTPSConnection(
@@ -448,7 +448,7 @@ def test_a_flood_of_wrong_passwords_is_slowed_by_the_proxy_while_a_logged_in_cli
         return status
 
     started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=32) as pool:  # an attacker does not wait for one guess before the next
+    with ThreadPoolExecutor(max_workers=guesses) as pool:  # an attacker does not wait for one guess before the next
         flood = pool.map(guess, range(guesses))
         admin_answers = []
         for _ in range(5):  # meanwhile, the logged-in client
@@ -595,3 +595,18 @@ def test_a_backup_restores_into_a_new_cluster_and_bucket_with_everything(
         finally:
             restored.stop()
     assert len(objects) > 10 and boto3  # the bucket held the guide's models and plots
+
+
+def test_mlflows_database_role_is_no_superuser_and_owns_only_its_two_databases(team_server):
+    import psycopg
+
+    postgres = team_server.postgres
+    with psycopg.connect(postgres.url("postgres"), password=team_services.POSTGRES_PASSWORD) as connection:
+        rights = connection.execute(
+            "SELECT rolsuper, rolcreatedb, rolcreaterole, rolbypassrls FROM pg_roles WHERE rolname = 'mlflow'"
+        ).fetchone()
+        owned = connection.execute(
+            "SELECT datname FROM pg_database WHERE pg_get_userbyid(datdba) = 'mlflow' ORDER BY datname"
+        ).fetchall()
+    assert rights == (False, False, False, False)
+    assert [name for (name,) in owned] == ["mlflow", "mlflow_auth"]
