@@ -109,16 +109,30 @@ MUTATIONS = [
     Mutation(
         "a password written straight into the compose file",
         "deploy/docker-compose.yml",
-        "PGPASSWORD: ${POSTGRES_PASSWORD}",
+        "PGPASSWORD: ${MLFLOW_DB_PASSWORD:?set MLFLOW_DB_PASSWORD in .env}",
         "PGPASSWORD: hunter2hunter2",
         "tests/test_deploy.py::test_every_secret_like_value_in_compose_is_a_reference_to_env",
+    ),
+    Mutation(
+        "`.env.example` ships a usable admin password again",
+        "deploy/.env.example",
+        "MLFLOW_AUTH_ADMIN_PASSWORD=\n",
+        "MLFLOW_AUTH_ADMIN_PASSWORD=change-me-three\n",
+        "tests/test_deploy.py::test_env_example_ships_no_usable_secret_and_compose_refuses_blanks",
+    ),
+    Mutation(
+        "the proxy sends MLflow its own address as the Host",
+        "deploy/nginx.conf",
+        "proxy_set_header Host $host;",
+        "proxy_set_header Host mlflow:5000;",
+        "tests/test_team_server.py::test_the_documented_address_reaches_the_server_and_no_other_does",
     ),
     Mutation(
         "the team server lets every user edit what others created",
         "deploy/basic_auth.ini",
         "default_permission = READ",
         "default_permission = EDIT",
-        "tests/test_team_server.py::test_a_second_user_can_read_but_not_write_the_admins_experiment",
+        "tests/test_team_server.py::test_a_reader_can_read_but_not_write_the_admins_experiment",
     ),
 ]
 
