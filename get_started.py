@@ -30,7 +30,12 @@ def check_tracking_server(uri: str) -> None:
     Without this check, MLflow retries a server that is not there for minutes before it fails.
     """
     # A team server may have a certificate from the team's own authority: trust the one MLflow is told to trust.
-    tls = ssl.create_default_context(cafile=os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH"))
+    certificate = os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH")
+    if certificate and not os.path.isfile(certificate):
+        exit_with_error(
+            f"MLFLOW_TRACKING_SERVER_CERT_PATH={certificate} is not a file: give your server's CA certificate"
+        )
+    tls = ssl.create_default_context(cafile=certificate)
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=2, context=tls) as response:
             response.read()

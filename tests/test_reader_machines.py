@@ -171,3 +171,20 @@ def test_make_setup_with_a_python_it_cannot_use_says_what_to_install(fresh_check
     [error] = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert expected in error and "PYTHON=" in error, error
     assert not (fresh_checkout / ".venv").exists()
+
+
+@pytest.mark.parametrize("command", [SMOKE_TEST, INFER_BY_ALIAS], ids=["get_started", "model_inferencing"])
+def test_a_certificate_path_that_is_not_a_file_gets_one_line(tracking_server, command, tmp_path):
+    """A team with its own certificate authority sets MLFLOW_TRACKING_SERVER_CERT_PATH; a typo in it is named."""
+    missing = tmp_path / "no-such-ca.pem"
+    folder = alone_in_a_folder(shlex.split(command)[1], tmp_path / "alone")
+
+    result = run_command(
+        command,
+        tracking_server.url,
+        cwd=folder,
+        timeout=60,
+        extra_env={"MLFLOW_TRACKING_SERVER_CERT_PATH": str(missing)},
+    )
+
+    assert_one_line_error(result, f"MLFLOW_TRACKING_SERVER_CERT_PATH={missing} is not a file")
