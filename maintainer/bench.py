@@ -7,7 +7,7 @@ figures measured in this same run, because shared machines are noisy. It measure
 - how long a step takes to report that no server answers;
 - the tracking server's ready time: `mlflow ui` as it comes, and as `make tutorial` starts it;
 - each step of `make tutorial KEEP_SERVER=0`, and the whole of it, in a fresh copy of the repository,
-  taking turns with the original guide as ../shared/seed-guide.md writes it (maintainer/original_guide.py);
+  taking turns with the original guide, kept in maintainer/original_guide.py;
 - with --setup, once each: a fresh clone with cold caches and `make tutorial`, set-up included (with and
   without --compile-bytecode, where Python may and may not write __pycache__), against
   `pip install -r requirements.txt` followed by the original guide;

@@ -1,6 +1,7 @@
-"""The original guide's flow, as ../shared/seed-guide.md writes it: the baseline `make bench` compares with.
+"""The original guide's flow, the baseline `make bench` compares with: the pre-MLflow 3 tutorial this repository
+grew from, kept here whole so that the baseline needs nothing outside the repository.
 
-Its three files are kept as that guide has them, with the one change MLflow 3 requires (`name=` in place of
+Its three files are kept as that guide had them, with the one change MLflow 3 requires (`name=` in place of
 the removed argument `artifact_path`): a default `mlflow ui` (four workers, job runner on), the smoke test, a
 notebook of two runs that register their models with MLflow's own requirement inference, and
 inference from a model's folder. `run_original_guide` follows it in an empty folder and times it.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import guide_commands
 import pytest
-from conftest import REPO, step_env
+from conftest import REPO, git, step_env
 
 from tutorial.steps import STEPS
 
@@ -233,3 +233,15 @@ def test_the_testing_page_lists_every_edit_that_make_mutations_makes():
     page = (REPO / "docs/testing.md").read_text()
     rows = re.findall(r"^\| (.+) \| `(test_\S+)` \|$", page.split("## Proof by breaking")[1], re.MULTILINE)
     assert rows == [(m.what, m.caught_by.removeprefix("tests/")) for m in MUTATIONS]
+
+
+def test_no_file_points_outside_the_repository():
+    """A clone has nothing beside it: no file may cite the workplace folder that sits beside this checkout."""
+    tracked = git("ls-files").stdout.split()
+    outside = "../" + "shared"  # spelled in two parts, so that this file does not cite it
+    files = [REPO / name for name in tracked if (REPO / name).suffix in {".py", ".md", ".ipynb", ".yml", ".toml", ""}]
+    assert files, "git ls-files listed nothing"
+    citing = [
+        str(path.relative_to(REPO)) for path in files if path.is_file() and outside in path.read_text(errors="replace")
+    ]
+    assert not citing, citing
