@@ -16,19 +16,24 @@ SERVE_PORT ?= $(shell echo $$(($(PORT) + 1)))
 MODEL ?= models:/tracking-iris-lr@champion
 # The installer `make setup` uses, pinned like everything it installs.
 UV_VERSION := 0.13.9
-# Compile every module once, at install time (docs/speed.md); `make bench BENCH_ARGS=--setup` measures both ways.
+# Compile every module once, at install time (maintainer/docs/speed.md); `make bench BENCH_ARGS=--setup` measures both ways.
 UV_COMPILE ?= --compile-bytecode
 
 .DEFAULT_GOAL := help
 .PHONY: help setup tutorial serve bench bench-serve screenshots test test-latest mutations lint lock clean clean-data
 
+# `## text` after a target describes one of the guide's commands, `#m text` one of the maintainer's (CONTRIBUTING.md).
 help: ## List the targets
+	@echo "The guide's commands:"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  Switches: make tutorial PORT=5001 (port 5000 is AirPlay on macOS), KEEP_SERVER=0 (stop after the last step)"
 	@echo "            make serve PORT=5001 (the tracking server's port; it serves on PORT+1), SERVE_PORT=5003,"
 	@echo "            MODEL=models:/tracking-iris-lr/2 (another version)"
 	@echo "            make setup PYTHON=python3.13 (another Python: the lock supports 3.10 to 3.14)"
 	@echo "            make clean-data CONFIRM=1 (delete the tutorial's runs and models, after showing what)"
+	@echo ""
+	@echo "For who changes this repository (CONTRIBUTING.md):"
+	@grep -E '^[a-z-]+:.*#m ' $(MAKEFILE_LIST) | awk -F':.*#m ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 setup: $(VENV)/.installed ## Create .venv from requirements.txt
 
@@ -52,20 +57,29 @@ tutorial: $(VENV)/.installed ## Start the tracking server and run every step of 
 serve: $(VENV)/.installed ## Serve the champion over REST on port PORT+1, 5001 (needs the server of `make tutorial`)
 	$(BIN)/python -m tutorial.serve --model-uri $(MODEL) --port $(SERVE_PORT) --tracking-uri http://127.0.0.1:$(PORT)
 
-bench-serve: $(VENV)/.installed ## Measure the REST server: requests/s and latency for 1-2 workers, 1-4 clients
-	$(BIN)/python -m maintainer.bench_serving
-
-screenshots: $(VENV)/.installed-dev ## Remake images/ from a live run, in headless Chromium
-	$(BIN)/python -m maintainer.screenshots
-
 test: $(VENV)/.installed-dev ## Run the whole test suite
 	$(BIN)/python -m pytest
 
-mutations: $(VENV)/.installed-dev ## Break the code on purpose, one edit at a time, and check each edit fails its test
-	$(BIN)/python -m maintainer.mutations
+clean: ## Remove what can be rebuilt: the venvs, caches and the server's log (your runs stay: see clean-data)
+	rm -rf $(VENV) $(LATEST) mlflow-ui.log .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-bench: $(VENV)/.installed-dev ## Measure the tutorial against the original guide (docs/speed.md); BENCH_ARGS="--setup --suite" for more
-	$(BIN)/python -m maintainer.bench $(BENCH_ARGS)
+# Plain python3, not the venv: it needs only the standard library, and works after `make clean` too.
+clean-data: ## Delete the tutorial's runs and models (mlflow.db, mlartifacts/): shows what, deletes with CONFIRM=1
+	$(PYTHON) -m tutorial.clean_data --port $(PORT) $(if $(filter 1,$(CONFIRM)),--yes)
+
+# ---- The maintainer's targets (CONTRIBUTING.md) ----
+
+lint: $(VENV)/.installed-dev #m Check the code with the pre-commit hooks: ruff, and notebooks without outputs
+	$(BIN)/pre-commit run --all-files
+
+# requirements.in and requirements-dev.in name what the guide and the tests use; this pins those and everything
+# they pull in, for Python 3.10 to 3.14 on every platform (--universal adds the markers). uv keeps the current
+# pins where they still fit: add --upgrade to move everything to the newest releases.
+LOCK := $(BIN)/uv pip compile --quiet --universal --python-version 3.10 --custom-compile-command "make lock"
+lock: $(VENV)/.installed #m Re-pin requirements.txt and requirements-dev.txt from the .in files
+	$(LOCK) requirements.in -o requirements.txt
+	$(LOCK) requirements-dev.in -c requirements.txt -o requirements-dev.txt
 
 # A maintainer's check that the guide still works when MLflow moves on: the same suite in .venv-latest,
 # installed from the .in files with mlflow and scikit-learn unpinned (the newest releases), the other
@@ -73,7 +87,7 @@ bench: $(VENV)/.installed-dev ## Measure the tutorial against the original guide
 ifneq ($(origin LATEST),command line)
 LATEST := .venv-latest
 endif
-test-latest: ## Run the suite against the newest mlflow and scikit-learn, in .venv-latest
+test-latest: #m Run the suite against the newest mlflow and scikit-learn, in .venv-latest
 	rm -rf $(LATEST) && $(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	sed -E 's/^(mlflow|scikit-learn)==[^ ;]*/\1/' requirements.in > $(LATEST)/requirements.in
@@ -83,21 +97,14 @@ test-latest: ## Run the suite against the newest mlflow and scikit-learn, in .ve
 	touch $(LATEST)/.installed $(LATEST)/.installed-dev
 	$(MAKE) test VENV=$(LATEST)
 
-# requirements.in and requirements-dev.in name what the guide and the tests use; this pins those and everything
-# they pull in, for Python 3.10 to 3.14 on every platform (--universal adds the markers). uv keeps the current
-# pins where they still fit: add --upgrade to move everything to the newest releases.
-LOCK := $(BIN)/uv pip compile --quiet --universal --python-version 3.10 --custom-compile-command "make lock"
-lock: $(VENV)/.installed ## Re-pin requirements.txt and requirements-dev.txt from the .in files
-	$(LOCK) requirements.in -o requirements.txt
-	$(LOCK) requirements-dev.in -c requirements.txt -o requirements-dev.txt
+mutations: $(VENV)/.installed-dev #m Break the code on purpose, one edit at a time, and check each edit fails its test
+	$(BIN)/python -m maintainer.mutations
 
-lint: $(VENV)/.installed-dev ## Check the code with the pre-commit hooks: ruff, and notebooks without outputs
-	$(BIN)/pre-commit run --all-files
+bench: $(VENV)/.installed-dev #m Measure the tutorial against the original guide (maintainer/docs/speed.md); BENCH_ARGS="--setup --suite" for more
+	$(BIN)/python -m maintainer.bench $(BENCH_ARGS)
 
-clean: ## Remove what can be rebuilt: the venvs, caches and the server's log (your runs stay: see clean-data)
-	rm -rf $(VENV) $(LATEST) mlflow-ui.log .pytest_cache .ruff_cache
-	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+bench-serve: $(VENV)/.installed #m Measure the REST server: requests/s and latency for 1-2 workers, 1-4 clients
+	$(BIN)/python -m maintainer.bench_serving
 
-# Plain python3, not the venv: it needs only the standard library, and works after `make clean` too.
-clean-data: ## Delete the tutorial's runs and models (mlflow.db, mlartifacts/): shows what, deletes with CONFIRM=1
-	$(PYTHON) -m tutorial.clean_data --port $(PORT) $(if $(filter 1,$(CONFIRM)),--yes)
+screenshots: $(VENV)/.installed-dev #m Remake images/ from a live run, in headless Chromium
+	$(BIN)/python -m maintainer.screenshots

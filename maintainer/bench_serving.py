@@ -9,13 +9,13 @@ scikit-learn `predict` in this process, one row per call, as the server calls it
 
 import os
 import statistics
-import sys
 import tempfile
 import timeit
 from pathlib import Path
 
 from maintainer.scoring_load import run_load
 from tutorial import server_process
+from tutorial.venv import with_venv_on_path
 
 # mlflow and scikit-learn are imported inside the functions that use them, not here: each client
 # process of run_load() starts by importing this module, and should be sending requests in
@@ -51,8 +51,7 @@ def measure_server(model_path: Path, workers: int, log_file: Path) -> list[tuple
         "--env-manager", "local", "--workers", str(workers),
     ]
     # fmt: on
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    server = server_process.start(command, log_file, cwd=model_path.parent, env=env)
+    server = server_process.start(command, log_file, cwd=model_path.parent, env=with_venv_on_path(dict(os.environ)))
     url = f"http://127.0.0.1:{port}/invocations"
     rows = []
     try:

@@ -84,8 +84,8 @@ def go_to(page: Page, base_url: str, route: str, wait_for_text: str) -> None:
     try:
         expected.wait_for(timeout=15_000)
     except PlaywrightTimeoutError:
-        # A route change inside the app can, now and then, leave the old view up (seen once in
-        # about ten runs); loading the route afresh settles it. A second miss is a real failure.
+        # A route change inside the app can, now and then, leave the old view up; loading the route afresh
+        # settles it. A second miss is a real failure.
         page.reload()
         expected.wait_for(timeout=30_000)
 

@@ -2,7 +2,7 @@
 
 Each case copies the repository as a fresh clone has it, makes one edit to the code a test guards, and runs
 that test in the copy. The edit must make it fail. A test that still passes is a test that cannot see what it
-names. docs/testing.md shows the same list as a table ("Proof by breaking"); a test checks the two agree.
+names. maintainer/docs/testing.md shows the same list as a table ("Proof by breaking"); a test checks the two agree.
 
 Mutation-testing tools (mutmut, cosmic-ray) change code at random and rerun the tests in-process; the guide's
 steps run as subprocesses against a server, so hand-picked edits, each run against its one test, cost less.
@@ -21,7 +21,7 @@ from maintainer.checkout import fresh_copy, reader_env
 
 @dataclass(frozen=True)
 class Mutation:
-    what: str  # the careless edit, in words (docs/testing.md shows it)
+    what: str  # the careless edit, in words (maintainer/docs/testing.md shows it)
     file: str
     before: str  # text that occurs once in the file
     after: str
@@ -34,105 +34,105 @@ MUTATIONS = [
         "get_started.py",
         'sys.stdout.reconfigure(errors="replace")',
         "pass",
-        "tests/test_get_started.py::test_smoke_test_logs_its_param_and_metric",
+        "tests/steps/test_get_started.py::test_smoke_test_logs_its_param_and_metric",
     ),
     Mutation(
         "get_started.py starts a bare run, without its experiment",
         "get_started.py",
         "mlflow.start_run(experiment_id=experiment.experiment_id)",
         "mlflow.start_run()",
-        "tests/test_repository.py::test_every_run_in_the_teaching_files_names_its_experiment_or_its_run",
+        "tests/repository/test_code.py::test_every_run_in_the_teaching_files_names_its_experiment_or_its_run",
     ),
     Mutation(
         "model_inferencing.py loads the champion, whatever it is asked for",
         "model_inferencing.py",
         "model = mlflow.pyfunc.load_model(model_uri)",
         'model = mlflow.pyfunc.load_model("models:/tracking-iris-lr@champion")',
-        "tests/test_model_inferencing.py::test_inference_from_the_model_folder",
+        "tests/steps/test_model_inferencing.py::test_inference_from_the_model_folder",
     ),
     Mutation(
         "the notebook links `accuracy` to the training set",
         "ml_project.ipynb",
         'dataset = test_dataset if key == \\"accuracy\\" else train_dataset',
         "dataset = train_dataset",
-        "tests/test_ml_project.py::test_notebook_logs_registers_and_promotes",
+        "tests/steps/test_ml_project.py::test_notebook_logs_registers_and_promotes",
     ),
     Mutation(
         "the notebook passes artifact_path positionally to log_model",
         "ml_project.ipynb",
         'name=\\"iris_lr\\",',
         '\\"iris_lr\\",',
-        "tests/test_repository.py::test_every_log_model_call_passes_the_model_and_a_name",
+        "tests/repository/test_code.py::test_every_log_model_call_passes_the_model_and_a_name",
     ),
     Mutation(
         "`make serve` serves version 1 instead of the model asked for",
         "tutorial/serve.py",
         'command[command.index("-m") + 1] = args.model_uri',
         'command[command.index("-m") + 1] = "models:/tracking-iris-lr/1"',
-        "tests/test_serving.py::test_the_tutorials_hint_serves_the_champion_on_the_next_port",
+        "tests/tooling/test_make_serve.py::test_the_tutorials_hint_serves_the_champion_on_the_next_port",
     ),
     Mutation(
         "`make tutorial` skips the smoke test and still announces it",
         "tutorial/run.py",
         "                run_step(step, env)\n",
         "                skip_step(step) if step.number == 3 else run_step(step, env)\n",
-        "tests/test_tutorial_runner.py::test_tutorial_runs_end_to_end_and_a_second_run_repeats_no_version",
+        "tests/tooling/test_make_tutorial.py::test_tutorial_runs_end_to_end_and_a_second_run_repeats_no_version",
     ),
     Mutation(
         "the tutorial's server accepts any Host in a Codespace",
         "tutorial/run.py",
         'f"localhost:*,127.0.0.1:*,{forwarded}"',
         '"*"',
-        "tests/test_reader_machines.py::test_in_a_codespace_the_tutorials_server_accepts_its_forwarded_address_and_nothing_wider",
+        "tests/tooling/test_codespace.py::test_in_a_codespace_the_tutorials_server_accepts_its_forwarded_address_and_nothing_wider",
     ),
     Mutation(
         "`make clean-data` deletes the database, then the artifacts, one after the other",
         "tutorial/clean_data.py",
         "    delete_together([path for path, _ in found] + journals)\n",
         "    for path, _ in found:\n        shutil.rmtree(path) if path.is_dir() else path.unlink()\n",
-        "tests/test_data_safety.py::test_an_interrupted_clean_data_leaves_the_runs_whole_or_gone",
+        "tests/tooling/test_make_clean.py::test_an_interrupted_clean_data_leaves_the_runs_whole_or_gone",
     ),
     Mutation(
         "the Makefile takes VENV from the environment again",
         "Makefile",
         "ifneq ($(origin VENV),command line)\nVENV := .venv\nendif\n",
         "VENV ?= .venv\n",
-        "tests/test_data_safety.py::test_make_clean_ignores_a_venv_variable_from_the_environment",
+        "tests/tooling/test_make_clean.py::test_make_clean_ignores_a_venv_variable_from_the_environment",
     ),
     Mutation(
         "requirements.in bumps mlflow without `make lock`",
         "requirements.in",
         "mlflow==3.17.2",
         "mlflow==3.17.3",
-        "tests/test_requirements.py::test_lock_files_are_made_by_make_lock_from_the_inputs",
+        "tests/repository/test_requirements.py::test_lock_files_are_made_by_make_lock_from_the_inputs",
     ),
     Mutation(
         "a password written straight into the compose file",
         "deploy/docker-compose.yml",
         "PGPASSWORD: ${MLFLOW_DB_PASSWORD:?set MLFLOW_DB_PASSWORD in .env}",
         "PGPASSWORD: hunter2hunter2",
-        "tests/test_deploy.py::test_every_secret_like_value_in_compose_is_a_reference_to_env",
+        "tests/team/test_deploy_files.py::test_every_secret_like_value_in_compose_is_a_reference_to_env",
     ),
     Mutation(
         "`.env.example` ships a usable admin password again",
         "deploy/.env.example",
         "MLFLOW_AUTH_ADMIN_PASSWORD=\n",
         "MLFLOW_AUTH_ADMIN_PASSWORD=change-me-three\n",
-        "tests/test_deploy.py::test_env_example_ships_no_usable_secret_and_compose_refuses_blanks",
+        "tests/team/test_deploy_files.py::test_env_example_ships_no_usable_secret_and_compose_refuses_blanks",
     ),
     Mutation(
         "the proxy sends MLflow its own address as the Host",
         "deploy/nginx.conf",
         "proxy_set_header Host $host;",
         "proxy_set_header Host mlflow:5000;",
-        "tests/test_team_server.py::test_the_documented_address_reaches_the_server_and_no_other_does",
+        "tests/team/test_team_server.py::test_the_documented_address_reaches_the_server_and_no_other_does",
     ),
     Mutation(
         "the team server lets every user edit what others created",
         "deploy/basic_auth.ini",
         "default_permission = READ",
         "default_permission = EDIT",
-        "tests/test_team_server.py::test_a_reader_can_read_but_not_write_the_admins_experiment",
+        "tests/team/test_team_server.py::test_a_reader_can_read_but_not_write_the_admins_experiment",
     ),
 ]
 

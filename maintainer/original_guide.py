@@ -9,13 +9,13 @@ inference from a model's folder. `run_original_guide` follows it in an empty fol
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import nbformat
 
 from tutorial import server_process
+from tutorial.venv import VENV_BIN, with_venv_on_path
 
 GET_STARTED = """
 import mlflow
@@ -85,8 +85,9 @@ def run_original_guide(folder: Path, python_bin: Path) -> float:
     (folder / "get-started.py").write_text(GET_STARTED.replace("{uri}", uri))
     cells = [nbformat.v4.new_code_cell(cell.replace("{uri}", uri).strip()) for cell in NOTEBOOK_CELLS]
     nbformat.write(nbformat.v4.new_notebook(cells=cells), folder / "ml-project.ipynb")
-    env = {**os.environ, "PATH": f"{python_bin}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)
+    env = with_venv_on_path(
+        {name: value for name, value in os.environ.items() if name != "MLFLOW_TRACKING_URI"}, python_bin
+    )
 
     def step(*command: str) -> None:
         subprocess.run(command, cwd=folder, env=env, check=True, capture_output=True)
@@ -110,4 +111,4 @@ if __name__ == "__main__":
     import tempfile
 
     with tempfile.TemporaryDirectory() as temp:
-        print(f"The original guide took {run_original_guide(Path(temp), Path(sys.executable).parent):.1f} s")
+        print(f"The original guide took {run_original_guide(Path(temp), VENV_BIN):.1f} s")

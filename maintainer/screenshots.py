@@ -6,9 +6,6 @@ Everything it started is stopped at the end, and the repository's own mlflow.db 
 """
 
 import os
-import shlex
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -17,8 +14,11 @@ from mlflow import MlflowClient
 
 from maintainer import mlflow_ui
 from maintainer.mlflow_ui import browser_page, open_model_training
-from tutorial import server_process
-from tutorial.steps import ML_PROJECT, SMOKE_TEST, Step
+from maintainer.tracking_server import running_tracking_server
+from tutorial.names import IRIS_EXPERIMENT, MODEL_NAME, SMOKE_TEST_EXPERIMENT
+from tutorial.run import run_step
+from tutorial.steps import ML_PROJECT, SMOKE_TEST
+from tutorial.venv import with_venv_on_path
 
 # A picture waits for charts and tables to finish drawing; the tests wait for what they check instead.
 SETTLE_MS = 500
@@ -34,17 +34,7 @@ def expand_child_runs(page, parent_run_name: str) -> None:
     page.wait_for_timeout(SETTLE_MS)
 
 
-REPO = Path(__file__).resolve().parent.parent
-IMAGES = REPO / "images"
-MODEL_NAME = "tracking-iris-lr"
-
-
-def run_step(step: Step, tracking_uri: str) -> None:
-    """Run one of the guide's steps against the throwaway server, as a reader would."""
-    print(f"  {step.label()}: {step.command}", flush=True)
-    venv_bin = Path(sys.executable).parent
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}"}
-    subprocess.run(shlex.split(step.command), cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
+IMAGES = Path(__file__).resolve().parent.parent / "images"
 
 
 def save(page, name: str) -> None:
@@ -53,7 +43,7 @@ def save(page, name: str) -> None:
 
 
 def photograph_smoke_test(page, url: str, client: MlflowClient) -> None:
-    experiment = client.get_experiment_by_name("my_experiment")
+    experiment = client.get_experiment_by_name(SMOKE_TEST_EXPERIMENT)
     [run] = client.search_runs([experiment.experiment_id])
     go_to(page, url, f"experiments/{experiment.experiment_id}", run.info.run_name)
     save(page, "02-smoke-test-experiment.png")
@@ -62,7 +52,7 @@ def photograph_smoke_test(page, url: str, client: MlflowClient) -> None:
 
 
 def photograph_ml_project(page, url: str, client: MlflowClient) -> None:
-    experiment = client.get_experiment_by_name("Iris Classification Experiment")
+    experiment = client.get_experiment_by_name(IRIS_EXPERIMENT)
     runs = {run.info.run_name: run for run in client.search_runs([experiment.experiment_id])}
     champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
     best_model_id = champion.source.removeprefix("models:/")
@@ -134,17 +124,19 @@ def main() -> None:
     IMAGES.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as temp:
         print("Starting a throwaway tracking server", flush=True)
-        with server_process.running_tracking_server(Path(temp)) as url:
-            client = MlflowClient(tracking_uri=url, registry_uri=url)
+        with running_tracking_server(Path(temp)) as server:
+            url, client = server.url, server.client()
+            # The guide's steps, as `make tutorial` runs them, against the throwaway server.
+            steps_env = with_venv_on_path({**os.environ, "MLFLOW_TRACKING_URI": url})
             with browser_page(url) as page:
                 open_model_training(page, url)
                 page.get_by_text("Welcome to MLflow").wait_for()
                 save(page, "01-empty-server.png")
 
-                run_step(SMOKE_TEST, url)
+                run_step(SMOKE_TEST, steps_env)
                 photograph_smoke_test(page, url, client)
 
-                run_step(ML_PROJECT, url)
+                run_step(ML_PROJECT, steps_env)
                 photograph_ml_project(page, url, client)
     print(f"Done in {time.monotonic() - started:.0f} s. The server is stopped.")
 

@@ -1,11 +1,14 @@
 """The guide's commands, exactly as README.md (or the docs/ page in SHOWN_IN) shows them.
 
-The tests run these strings, and test_repository.py checks that the page shows each one,
+The tests run these strings, and repository/test_readme.py checks that the page shows each one,
 so the README and the tests cannot drift apart. A <placeholder> stands for a path that the
 README shows a real example of. Each step's own command comes from tutorial/steps.py.
 """
 
+import re
+
 from tutorial import steps
+from tutorial.names import SERVING_PORT
 
 TUTORIAL = "make tutorial"
 TEST = "make test"
@@ -19,7 +22,7 @@ INFER_BY_ALIAS = steps.MODEL_REGISTRY.command
 INFER_BY_VERSION = "python model_inferencing.py models:/tracking-iris-lr/2"
 INFER_BY_ID = "python model_inferencing.py models:/m-<model-id>"
 
-# Serving. The tests run these on a free port in place of 5001.
+# Serving. The tests run these on a free port in place of SERVING_PORT (on_port).
 SERVE = steps.SERVING.command
 MAKE_SERVE = "make serve"
 MAKE_SERVE_VERSION = "make serve MODEL=models:/tracking-iris-lr/2"
@@ -37,8 +40,11 @@ PREDICT_DATAFRAME_SPLIT = (
 
 
 def on_port(command: str, port: int) -> str:
-    """A serving command with the guide's port 5001 replaced by `port`."""
-    return command.replace("5001", str(port))
+    """A serving command on `port` in place of the guide's: its `-p` flag, or the port of its URL."""
+    flag_or_url = rf"(?<=-p ){SERVING_PORT}\b|(?<=//127\.0\.0\.1:){SERVING_PORT}\b"
+    moved, count = re.subn(flag_or_url, str(port), command)
+    assert count == 1, f"{command!r} names its port {count} times"
+    return moved
 
 
 # docs/team-server.md. The tests replace the database's address, the port and --host 0.0.0.0

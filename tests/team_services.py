@@ -15,18 +15,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import REPO, VENV_BIN
+from helpers import REPO
 
 from tutorial import server_process
+from tutorial.venv import VENV_BIN
 
 POSTGRES_PASSWORD = "test-only-postgres-password"  # a throwaway database on loopback
 S3_BUCKET = "mlflow-artifacts"
 S3_REGION = "us-east-1"
 
-
-# How the team server runs, in the tests and in deploy/docker-compose.yml alike: no job runner (it serves GenAI
-# features this setup does not use), and no usage data sent anywhere.
-SERVER_SETTINGS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
 POSTGRES_MAJOR = 15  # the version docs/team-server.md names and .ci/run installs
 
 

@@ -13,10 +13,10 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
-import urllib.request
 from pathlib import Path
-from typing import NoReturn
+
+from tutorial.names import TRACKING_PORT
+from tutorial.server_check import TrackingServerUnavailable, exit_with_error, require_tracking_server
 
 REPO = Path(__file__).resolve().parent.parent
 DATABASE = REPO / "mlflow.db"
@@ -24,11 +24,6 @@ ARTIFACTS = REPO / "mlartifacts"
 # Where the data goes first, in one step, before it is deleted: an interrupted deletion leaves the runs whole
 # or gone, never a database without its artifacts. The next `make clean-data` finishes the job.
 BEING_DELETED = REPO / ".clean-data-in-progress"
-
-
-def exit_with_error(message: str) -> NoReturn:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 def what_it_holds(database: Path) -> str:
@@ -52,11 +47,12 @@ def size_of(folder: Path) -> str:
 
 
 def server_answers(port: int) -> bool:
+    """True if an MLflow tracking server answers on the port: the tooling's one server check."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
-            return True
-    except OSError:
+        require_tracking_server(f"http://127.0.0.1:{port}", timeout_seconds=1)
+    except TrackingServerUnavailable:
         return False
+    return True
 
 
 def processes_using(database: Path) -> list[int]:
@@ -96,7 +92,9 @@ def delete_together(paths: list[Path]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--yes", action="store_true", help="delete, without asking again (make clean-data CONFIRM=1)")
-    parser.add_argument("--port", type=int, default=5000, help="the tutorial server's port (default: %(default)s)")
+    parser.add_argument(
+        "--port", type=int, default=TRACKING_PORT, help="the tutorial server's port (default: %(default)s)"
+    )
     args = parser.parse_args()
 
     if BEING_DELETED.exists():

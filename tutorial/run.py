@@ -16,7 +16,18 @@ import time
 from pathlib import Path
 
 from tutorial import server_process
-from tutorial.steps import INFERENCE_FROM_FILES, SERVING, STEPS, TRACKING_SERVER, Step, fill_in
+from tutorial.names import CHAMPION_URI, IRIS_EXPERIMENT, SMOKE_TEST_EXPERIMENT, TRACKING_PORT
+from tutorial.steps import (
+    INFERENCE_FROM_FILES,
+    MODEL_REGISTRY,
+    SERVING,
+    SMOKE_TEST,
+    STEPS,
+    TRACKING_SERVER,
+    Step,
+    fill_in,
+)
+from tutorial.venv import with_venv_on_path
 
 REPO = Path(__file__).resolve().parent.parent
 SERVER_LOG = REPO / "mlflow-ui.log"
@@ -73,26 +84,33 @@ def start_tracking_server(port: int) -> subprocess.Popen:
     # the same either way.
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     server = server_process.start(command, SERVER_LOG, cwd=REPO, env=env)
+    # A worker can outlive its parent, so whatever stops the start, the whole group is stopped.
     try:
         seconds = server_process.wait_until_healthy(server, f"http://127.0.0.1:{port}/health", SERVER_LOG)
-    except BaseException as err:
-        # A failed start or a Ctrl+C while waiting: a worker can outlive its parent, so stop the whole group.
+    except server_process.ServerFailedToStart as err:
         server_process.stop(server)
-        if isinstance(err, server_process.ServerFailedToStart):
-            if OLD_SCHEMA in SERVER_LOG.read_text(errors="replace"):
-                # A newer MLflow than the one that made mlflow.db: it refuses the old schema, and changes nothing.
-                sys.exit(
-                    "error: mlflow.db was made by an older MLflow and needs a schema migration: back it up "
-                    "(cp mlflow.db mlflow.db.bak), then run `.venv/bin/mlflow db upgrade sqlite:///mlflow.db`"
-                )
-            sys.exit(f"error: {err}")
+        sys.exit(why_it_did_not_start(err))
+    except KeyboardInterrupt:  # Ctrl+C while waiting
+        server_process.stop(server)
         raise
     print(f"      ready in {seconds:.1f} s", flush=True)
     return server
 
 
+def why_it_did_not_start(err: server_process.ServerFailedToStart) -> str:
+    """The error line for a server that exited, or never answered: what to do about it, where that is known."""
+    if OLD_SCHEMA in SERVER_LOG.read_text(errors="replace"):
+        # A newer MLflow than the one that made mlflow.db: it refuses the old schema, and changes nothing.
+        return (
+            "error: mlflow.db was made by an older MLflow and needs a schema migration: back it up "
+            "(cp mlflow.db mlflow.db.bak), then run `.venv/bin/mlflow db upgrade sqlite:///mlflow.db`"
+        )
+    return f"error: {err}"
+
+
 def run_step(step: Step, env: dict, **placeholders: str) -> None:
-    """Run one step exactly as the README shows it, its <placeholders> filled in; stop the tutorial if it fails."""
+    """Run one step exactly as the README shows it, its <placeholders> filled in, in the repository folder, with
+    `env` (where MLFLOW_TRACKING_URI names the server); stop if it fails. `make screenshots` runs the steps so too."""
     command = fill_in(step.command, **placeholders)
     print(f"\n{step.label()}\n      $ {command}", flush=True)
     started = time.monotonic()
@@ -118,17 +136,17 @@ def newest_model_folder() -> str:
 def print_next_steps(ui_url: str, keep_server: bool) -> None:
     print(f"\nThe MLflow UI is at {ui_url}")
     print('  It opens on the GenAI view: switch to "Model training" (the toggle under the logo) to see the runs.')
-    print("  Experiments: my_experiment, Iris Classification Experiment. Model: tracking-iris-lr @champion.")
+    print(f"  Experiments: {SMOKE_TEST_EXPERIMENT}, {IRIS_EXPERIMENT}. Model: {CHAMPION_URI.removeprefix('models:/')}.")
     print("\nTry next, in another terminal:")
     print("  source .venv/bin/activate")
-    if not ui_url.endswith(":5000"):
+    if not ui_url.endswith(f":{TRACKING_PORT}"):
         print(f"  export MLFLOW_TRACKING_URI={ui_url}")
-    print("  python model_inferencing.py models:/tracking-iris-lr@champion")
-    print("  python get_started.py")
+    print(f"  {MODEL_REGISTRY.command}")
+    print(f"  {SMOKE_TEST.command}")
     if keep_server:
         # `make serve` serves on the port after the tracking server's (the Makefile's SERVE_PORT).
         port = int(ui_url.rsplit(":", 1)[1])
-        port_switch = "" if port == 5000 else f" PORT={port}"
+        port_switch = "" if port == TRACKING_PORT else f" PORT={port}"
         print(f"  make serve{port_switch}    # {SERVING.title}: the champion on port {port + 1}")
         print("\nThe server keeps running. Press Ctrl+C to stop it.", flush=True)
 
@@ -144,7 +162,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, stop_like_ctrl_c)
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=5000, help="the server's port (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=TRACKING_PORT, help="the server's port (default: %(default)s)")
     parser.add_argument(
         "--no-keep-server",
         dest="keep_server",
@@ -155,8 +173,7 @@ def main() -> None:
 
     ui_url = f"http://127.0.0.1:{args.port}"
     # Steps find `python`, `jupyter` and `mlflow` in this venv, and the server through MLFLOW_TRACKING_URI.
-    venv_bin = str(Path(sys.executable).parent)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": ui_url, "PATH": venv_bin + os.pathsep + os.environ["PATH"]}
+    env = with_venv_on_path({**os.environ, "MLFLOW_TRACKING_URI": ui_url})
     os.environ["PATH"] = env["PATH"]  # so the server itself starts from the venv too
 
     started = time.monotonic()

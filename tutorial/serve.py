@@ -18,11 +18,12 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 from tutorial import server_process
+from tutorial.names import CHAMPION_URI, SERVING_PORT, TRACKING_PORT
 from tutorial.server_check import TrackingServerUnavailable, exit_with_error, require_tracking_server
 from tutorial.steps import SERVING
+from tutorial.venv import with_venv_on_path
 
 # models:/<name>@<alias> or models:/<name>/<version>: a model in the registry.
 REGISTERED_MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(@(?P<alias>[^/]+)|/(?P<version>\d+))$")
@@ -47,9 +48,10 @@ def check_registered_model(tracking_uri: str, model_uri: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-uri", default="models:/tracking-iris-lr@champion", help="default: %(default)s")
-    parser.add_argument("--port", type=int, default=5001, help="the port to serve on (default 5001)")
-    parser.add_argument("--tracking-uri", default="http://127.0.0.1:5000", help="the tutorial's tracking server")
+    parser.add_argument("--model-uri", default=CHAMPION_URI, help="default: %(default)s")
+    parser.add_argument("--port", type=int, default=SERVING_PORT, help="the port to serve on (default %(default)s)")
+    tracking_uri = f"http://127.0.0.1:{TRACKING_PORT}"
+    parser.add_argument("--tracking-uri", default=tracking_uri, help="the tutorial's tracking server")
     args = parser.parse_args()
 
     try:
@@ -71,11 +73,9 @@ def main() -> None:
     print(f"MLFLOW_TRACKING_URI={args.tracking_uri} {' '.join(command)}")
     print(f"It answers on http://127.0.0.1:{args.port}/invocations once uvicorn says it is running. Ctrl+C stops it.")
     sys.stdout.flush()
-    os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
-    # `mlflow models serve` starts `uvicorn` by name, so the venv's bin folder must be on PATH,
-    # as it is in a terminal where the venv is activated.
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    os.execvp(command[0], command)  # replace this process: Ctrl+C goes straight to the server
+    # `mlflow models serve` starts `uvicorn` by name, so the venv must be on PATH, as in an activated terminal.
+    env = with_venv_on_path({**os.environ, "MLFLOW_TRACKING_URI": args.tracking_uri})
+    os.execvpe(command[0], command, env)  # replace this process: Ctrl+C goes straight to the server
 
 
 if __name__ == "__main__":

@@ -1,19 +1,15 @@
 """Start a server as its own process group, wait until it is healthy, and stop all of it.
 
-Used by the tutorial runner and by the tests, so both handle servers the same way.
+The tutorial runner, `make serve`, the tests and the maintainer's tools all handle servers this way.
 """
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -93,44 +89,6 @@ def _group_is_alive(pgid: int) -> bool:
         return True
     except ProcessLookupError:
         return False
-
-
-@contextmanager
-def running_tracking_server(root: Path, workers: int = 1, database_template: Path | None = None) -> Iterator[str]:
-    """A throwaway `mlflow server` on a free loopback port, keeping mlflow.db and mlartifacts/ in `root`.
-
-    Yields its URL. The tests and `make screenshots` use it; the guide itself uses `mlflow ui`.
-    `database_template`, an empty database that MLflow has already migrated, becomes root/mlflow.db
-    unless there is one: a new database otherwise runs every one of MLflow's migrations at start-up.
-    """
-    if database_template is not None and not (root / "mlflow.db").exists():
-        shutil.copyfile(database_template, root / "mlflow.db")
-    port = free_port()
-    # fmt: off
-    command = [
-        str(Path(sys.executable).parent / "mlflow"), "server",
-        "--host", "127.0.0.1", "--port", str(port),
-        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-        "--artifacts-destination", str(root / "mlartifacts"),
-        # One worker boots in half the time of the default four, and one client sends one request at a time.
-        "--workers", str(workers),
-    ]
-    # fmt: on
-    env = {
-        **os.environ,
-        # The job runner serves GenAI features (scorers, judges) that the guide does not use; skipping it
-        # saves seven processes and seconds of start-up on a two-core machine.
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-        # Throwaway servers send no usage data: their traffic stays on loopback.
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-    }
-    log_file = root / "server.log"
-    server = start(command, log_file, cwd=root, env=env)
-    try:
-        wait_until_healthy(server, f"http://127.0.0.1:{port}/health", log_file)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop(server)
 
 
 def tail(log_file: Path, lines: int = 15) -> str:

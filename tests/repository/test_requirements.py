@@ -10,7 +10,7 @@ from importlib.metadata import distributions
 from pathlib import Path
 
 import pytest
-from conftest import READER_PLATFORMS, REPO
+from helpers import READER_PLATFORMS, REPO
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 

@@ -1,17 +1,18 @@
 """Many clients logging at once, into one brand-new experiment: no run may be lost, misfiled or failed.
 
-The same check runs on PostgreSQL in test_team_server.py.
+The same check runs on PostgreSQL in team/test_team_server.py.
 """
 
 import mlflow
 import mlflow.tracking.fluent
 from concurrent_logging import CLIENTS, RUNS_PER_CLIENT, run_clients
-from conftest import running_tracking_server
 from mlflow.tracking._tracking_service.client import TrackingServiceClient
 
+from maintainer.tracking_server import running_tracking_server
 
-def test_clients_log_into_a_new_experiment_at_once_on_sqlite_with_four_workers(tmp_path, capsys):
-    with running_tracking_server(tmp_path, workers=4) as server:
+
+def test_clients_log_into_a_new_experiment_at_once_on_sqlite_with_four_workers(tmp_path, migrated_database, capsys):
+    with running_tracking_server(tmp_path, migrated_database, workers=4) as server:
         result = run_clients(server.url, "concurrency-sqlite", CLIENTS, RUNS_PER_CLIENT, explicit_experiment_id=True)
     with capsys.disabled():
         print("\n" + result.summary("SQLite, 4 workers"))

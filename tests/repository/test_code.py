@@ -1,27 +1,20 @@
-"""The repository: a clean notebook, pinned requirements, current APIs, a README that shows the tested commands
-and follows the list of steps, and teaching files that stand alone."""
+"""The repository's code, read without running it: a clean notebook, current APIs, teaching files that stand alone,
+the warnings rule and its exemptions, and nothing that points outside the repository."""
 
 import ast
 import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
-import guide_commands
 import pytest
-from conftest import REPO, git, step_env
+from helpers import REPO, git, step_env
 
-from tutorial.steps import STEPS
+from tutorial.names import CHAMPION_URI, IRIS_EXPERIMENT, MODEL_NAME, SMOKE_TEST_EXPERIMENT, TRACKING_PORT
+from tutorial.venv import VENV_BIN
 
 NOTEBOOK = json.loads((REPO / "ml_project.ipynb").read_text())
-README = (REPO / "README.md").read_text()
 TEACHING_FILES = ["get_started.py", "model_inferencing.py", "ml_project.ipynb"]
-
-
-def shell_text(page: str) -> str:
-    """A page's text with long shell commands joined again: the docs break them with a trailing backslash."""
-    return re.sub(r"\s*\\\n\s*", " ", (REPO / page).read_text())
 
 
 def test_notebook_is_committed_without_outputs():
@@ -91,7 +84,7 @@ def teaching_code() -> dict[str, str]:
 
 def test_every_run_in_the_teaching_files_names_its_experiment_or_its_run():
     """The race guard: a bare start_run() logs to Default when set_experiment lost the race to create the
-    experiment (test_concurrent_logging.py makes that race happen)."""
+    experiment (steps/test_tracking_server.py makes that race happen)."""
     calls = 0
     for file_name, source in teaching_code().items():
         for call in calls_to("start_run", source):
@@ -99,40 +92,6 @@ def test_every_run_in_the_teaching_files_names_its_experiment_or_its_run():
             keywords = {keyword.arg for keyword in call.keywords}
             assert keywords & {"experiment_id", "run_id"}, f"{file_name}, line {call.lineno}: a bare start_run()"
     assert calls >= 5, "fewer start_run calls than the smoke test and the notebook make"
-
-
-@pytest.mark.parametrize(
-    "command", [value for name, value in vars(guide_commands).items() if name.isupper() and isinstance(value, str)]
-)
-def test_the_docs_show_the_tested_command(command):
-    """Each command the tests run appears as it is on its page; a <placeholder> matches the page's real example."""
-    page = guide_commands.SHOWN_IN.get(command, "README.md")
-    pattern = r"\S+".join(re.escape(part) for part in re.split(r"<[a-z-]+>", command))
-    assert re.search(pattern, shell_text(page)), f"{page} does not show: {command}"
-
-
-def test_readme_headings_follow_the_list_of_steps():
-    headings = re.findall(r"^### (\d+)\. (.+)$", README, re.MULTILINE)
-    assert headings == [(str(step.number), step.title) for step in STEPS]
-
-
-def test_readme_shows_each_steps_command():
-    for step in STEPS:
-        if step.command:
-            section = README.split(f"### {step.number}. {step.title}\n")[1].split("\n### ")[0]
-            pattern = r"\S+".join(re.escape(part) for part in re.split(r"<[a-z-]+>", step.command))
-            assert re.search(pattern, section), f"step {step.number} does not show {step.command}"
-
-
-def test_every_page_in_docs_is_linked_from_the_readme():
-    pages = sorted(path.relative_to(REPO).as_posix() for path in (REPO / "docs").glob("*.md"))
-    assert pages, "docs/ has no pages"
-    for page in pages:
-        assert f"]({page}" in README, f"README.md does not link {page}"
-
-
-def test_readme_is_the_guide_not_the_manual():
-    assert len(README.splitlines()) < 450, "move reference material to a page in docs/"
 
 
 @pytest.mark.parametrize("teaching_file", TEACHING_FILES)
@@ -153,30 +112,20 @@ def test_teaching_file_imports_nothing_from_this_repository(teaching_file):
     assert not imported & ours, f"{teaching_file} imports {imported & ours} from this repository"
 
 
-@pytest.mark.parametrize(
-    "model_path",
-    [
-        r"mlflow-artifacts:/\d+/models/m-[0-9a-f]{32}/artifacts/MLmodel",
-        r"mlartifacts/\d+/models/m-[0-9a-f]{32}/artifacts",
-    ],
-)
-def test_readme_shows_a_model_path_command(model_path):
-    assert re.search(r"python model_inferencing\.py " + model_path, README)
-
-
-def test_readme_opens_with_the_two_commands():
-    quickstart = README.split("\n## ")[1]
-    assert guide_commands.TUTORIAL in quickstart and guide_commands.TEST in quickstart
-
-
-def test_every_image_the_readme_shows_exists():
-    for image in re.findall(r"\]\((images/[^)\s]+)\)|src=\"(images/[^\"]+)\"", README):
-        path = next(part for part in image if part)
-        assert (REPO / path).is_file(), path
+def test_the_teaching_files_spell_out_the_names_the_tooling_shares():
+    """Each teaching file types its names in plain sight, since it stands alone; the tooling and the tests read the
+    same names from tutorial/names.py, and this keeps the two spellings equal."""
+    code = teaching_code()
+    assert f'EXPERIMENT_NAME = "{SMOKE_TEST_EXPERIMENT}"' in code["get_started.py"]
+    assert f'"{IRIS_EXPERIMENT}"' in code["ml_project.ipynb"]
+    assert f'MODEL_NAME = "{MODEL_NAME}"' in code["ml_project.ipynb"]
+    assert CHAMPION_URI == f"models:/{MODEL_NAME}@champion" and '"champion"' in code["ml_project.ipynb"]
+    for file_name, source in code.items():
+        assert f"http://127.0.0.1:{TRACKING_PORT}" in source, f"{file_name} has another default server"
 
 
 def test_code_passes_ruff():
-    ruff = Path(sys.executable).parent / "ruff"
+    ruff = VENV_BIN / "ruff"
     result = subprocess.run([ruff, "check", "--quiet", "."], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -216,7 +165,7 @@ def test_a_deprecation_warning_fails_a_step(category):
     ids=["noload-from-mlflow", "noload-from-our-code", "event-loop", "event-loop-shortened", "y_pred"],
 )
 def test_the_warning_exemptions_are_no_wider_than_their_message_and_module(module, message, exempt):
-    """A step's DeprecationWarning or FutureWarning is an error, except the exact ones conftest.py lists."""
+    """A step's DeprecationWarning or FutureWarning is an error, except the exact ones helpers.py lists."""
     category = "FutureWarning" if "y_pred" in message else "DeprecationWarning"
     code = (
         "import warnings\n"
@@ -230,8 +179,8 @@ def test_the_warning_exemptions_are_no_wider_than_their_message_and_module(modul
 def test_the_testing_page_lists_every_edit_that_make_mutations_makes():
     from maintainer.mutations import MUTATIONS
 
-    page = (REPO / "docs/testing.md").read_text()
-    rows = re.findall(r"^\| (.+) \| `(test_\S+)` \|$", page.split("## Proof by breaking")[1], re.MULTILINE)
+    page = (REPO / "maintainer/docs/testing.md").read_text()
+    rows = re.findall(r"^\| (.+) \| `(\S+::test_\S+)` \|$", page.split("## Proof by breaking")[1], re.MULTILINE)
     assert rows == [(m.what, m.caught_by.removeprefix("tests/")) for m in MUTATIONS]
 
 

@@ -5,14 +5,18 @@ Each test compares the page with the server's state as MlflowClient reports it.
 
 import re
 import tempfile
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import missing_service
-from expected_state import IRIS_EXPERIMENT, MODEL_NAME
+from helpers import missing_service
 from playwright.sync_api import expect
 
+from tutorial.names import IRIS_EXPERIMENT, MODEL_NAME
+from tutorial.server_check import require_tracking_server
+
 pytestmark = pytest.mark.browser
+SET_UP_SCREENSHOT = Path(tempfile.gettempdir()) / "test_ui-set-up.png"
 
 
 class UI:
@@ -37,6 +41,16 @@ class UI:
         return self.page
 
 
+@contextmanager
+def set_up(part: str):
+    """Fail the set-up naming the part that failed (the server, Chromium or a page), not with a bare timeout."""
+    try:
+        yield
+    except Exception as err:
+        first_line = (str(err).strip().splitlines() or [""])[0]
+        pytest.fail(f"the browser tests' set-up failed at {part}: {type(err).__name__}: {first_line}", pytrace=False)
+
+
 @pytest.fixture(scope="module")
 def ui(tracking_server, notebook_run) -> UI:
     """A headless Chromium tab on the test server's UI, in the "Model training" view."""
@@ -47,8 +61,18 @@ def ui(tracking_server, notebook_run) -> UI:
     available, reason = mlflow_ui.browser_is_available()
     if not available:
         missing_service(reason)
-    with mlflow_ui.browser_page(tracking_server.url) as page:
-        mlflow_ui.open_model_training(page, tracking_server.url)
+    with set_up(f"the tracking server at {tracking_server.url}"):
+        require_tracking_server(tracking_server.url)
+    with ExitStack() as stack:
+        chromium = mlflow_ui.chromium_path() or "Playwright's own"
+        with set_up(f"starting Chromium ({chromium})"):
+            page = stack.enter_context(mlflow_ui.browser_page(tracking_server.url))
+        with set_up(f"the UI's home page in the Model training view (screenshot: {SET_UP_SCREENSHOT})"):
+            try:
+                mlflow_ui.open_model_training(page, tracking_server.url)
+            except Exception:
+                page.screenshot(path=SET_UP_SCREENSHOT)
+                raise
         yield UI(page, tracking_server.url, mlflow_ui)
 
 

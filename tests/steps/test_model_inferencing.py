@@ -7,11 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SECONDS_NOT_MINUTES, alone_in_a_folder, assert_one_line_error, run_command
-from expected_state import MODEL_NAME, expected_predictions, printed_predictions
+from expected_state import expected_predictions, printed_predictions
 from guide_commands import INFER_BY_ALIAS, INFER_BY_ID, INFER_BY_VERSION, INFER_FROM_FOLDER, INFER_FROM_UI_PATH
+from helpers import REPO, SECONDS_NOT_MINUTES, alone_in_a_folder, assert_one_line_error, run_command
 
 from tutorial import server_process
+from tutorial.names import MODEL_NAME
 from tutorial.steps import fill_in
 
 

@@ -4,9 +4,9 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from conftest import SECONDS_NOT_MINUTES, alone_in_a_folder, assert_one_line_error, run_command
 from expected_state import assert_smoke_test_runs
 from guide_commands import SMOKE_TEST
+from helpers import SECONDS_NOT_MINUTES, alone_in_a_folder, assert_one_line_error, run_command
 
 from tutorial import server_process
 

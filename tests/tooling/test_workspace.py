@@ -11,10 +11,11 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import REPO, VENV_BIN, git
 from guide_commands import INFER_BY_ALIAS, RUN_NOTEBOOK, SMOKE_TEST
+from helpers import REPO, git
 
 from maintainer.checkout import reader_env
+from tutorial.venv import VENV_BIN
 
 MAKEFILE = (REPO / "Makefile").read_text()
 VSCODE_SETTINGS = json.loads((REPO / ".vscode/settings.json").read_text())

@@ -23,7 +23,6 @@ import pytest
 import requests
 import team_services
 from concurrent_logging import CLIENTS, RUNS_PER_CLIENT, run_clients
-from conftest import REPO, VENV_BIN, missing_service, run_command
 from expected_state import (
     IRIS_EXPERIMENT,
     MODEL_NAME,
@@ -46,9 +45,12 @@ from guide_commands import (
     SMOKE_TEST,
     TEAM_SERVER,
 )
+from helpers import REPO, missing_service, run_command
 from mlflow import MlflowClient
 
+from maintainer.tracking_server import SERVER_SETTINGS
 from tutorial import server_process
+from tutorial.venv import with_venv_on_path
 
 pytestmark = pytest.mark.postgres
 
@@ -84,17 +86,18 @@ class TeamServer:
             auth_config += f"auth_cache_ttl_seconds = {auth_cache_seconds}\n"
         auth_config_path = folder / f"basic_auth-{self.port}.ini"
         auth_config_path.write_text(auth_config)
-        self.env = {
-            **os.environ,
-            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
-            "PGPASSWORD": MLFLOW_DB_PASSWORD,
-            "MLFLOW_S3_ENDPOINT_URL": s3.url,
-            **s3.credentials,  # keys for the artifact bucket only
-            "MLFLOW_AUTH_CONFIG_PATH": str(auth_config_path),
-            "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-only-csrf-secret-key",
-            **team_services.SERVER_SETTINGS,
-        }
+        self.env = with_venv_on_path(
+            {
+                **os.environ,
+                "PGPASSWORD": MLFLOW_DB_PASSWORD,
+                "MLFLOW_S3_ENDPOINT_URL": s3.url,
+                **s3.credentials,  # keys for the artifact bucket only
+                "MLFLOW_AUTH_CONFIG_PATH": str(auth_config_path),
+                "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-only-csrf-secret-key",
+                **SERVER_SETTINGS,
+            }
+        )
         self.process = None
 
     def start(self) -> None:
@@ -147,7 +150,8 @@ def postgres():
 @pytest.fixture(scope="module")
 def team_server(postgres, tmp_path_factory):
     """The team server, with logins cached for a minute: each request of the guide's steps would otherwise pay a
-    password hash (scrypt), which makes the notebook minutes slower. The password test has a server without it."""
+    password hash, scrypt (its cost: maintainer/docs/speed.md, "The team server"). The password test has a server
+    without it."""
     folder = tmp_path_factory.mktemp("team-server")
     with team_services.running_s3(folder) as s3:
         server = TeamServer(postgres, s3, folder, auth_cache_seconds=60)

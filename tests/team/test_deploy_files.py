@@ -8,10 +8,12 @@ from importlib.metadata import distribution
 
 import team_services
 import yaml
-from conftest import REPO, git
 from guide_commands import TEAM_SERVER
+from helpers import REPO, git
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+from maintainer.tracking_server import SERVER_SETTINGS
 
 DEPLOY = REPO / "deploy"
 COMPOSE = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
@@ -100,7 +102,7 @@ def test_the_image_runs_as_a_user_and_installs_only_pinned_packages():
 
 def test_the_server_settings_are_the_ones_the_tests_run():
     environment = COMPOSE["services"]["mlflow"]["environment"]
-    for name, value in team_services.SERVER_SETTINGS.items():
+    for name, value in SERVER_SETTINGS.items():
         assert environment[name] == value, name
 
 

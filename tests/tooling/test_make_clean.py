@@ -1,55 +1,27 @@
-"""Nothing deletes a reader's runs without asking, and an old mlflow.db gets one clear line, with nothing lost.
+"""`make clean` and `make clean-data`: nothing deletes a reader's runs without asking, or half-way.
 
-Each test works in a fresh copy of the repository that holds a real mlflow.db (a copy of the session server's)
-and an mlartifacts/ folder, as the tutorial leaves them.
+Most tests work in a fresh copy of the repository that holds a real mlflow.db (a copy of the session server's)
+and an mlartifacts/ folder, as the tutorial leaves them (the checkout_with_runs fixture).
 """
 
-import hashlib
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 
 import pytest
-from conftest import run_as_a_group
-from mlflow import MlflowClient
+from helpers import fingerprint, make_in
 from mlflow.entities import ViewType
 
 from maintainer.checkout import reader_env
 from tutorial import server_process
 
 
-def make(checkout, *arguments) -> subprocess.CompletedProcess:
-    return run_as_a_group(["make", *arguments], cwd=checkout, env=reader_env(), timeout=120)
-
-
-def fingerprint(checkout) -> str:
-    """The bytes of mlflow.db and of every file under mlartifacts/."""
-    digest = hashlib.sha256((checkout / "mlflow.db").read_bytes())
-    for path in sorted((checkout / "mlartifacts").rglob("*")):
-        if path.is_file():
-            digest.update(str(path.relative_to(checkout)).encode() + path.read_bytes())
-    return digest.hexdigest()
-
-
-@pytest.fixture
-def checkout_with_runs(fresh_checkout, tracking_server, notebook_run):
-    """A fresh copy with the session server's runs and models in mlflow.db and mlartifacts/."""
-    with (
-        sqlite3.connect(tracking_server.root / "mlflow.db") as source,
-        sqlite3.connect(fresh_checkout / "mlflow.db") as copy,
-    ):
-        source.backup(copy)  # a consistent copy, even of a database in use
-    shutil.copytree(tracking_server.root / "mlartifacts", fresh_checkout / "mlartifacts")
-    return fresh_checkout
-
-
 def test_make_clean_leaves_the_runs_alone(checkout_with_runs):
     before = fingerprint(checkout_with_runs)
     (checkout_with_runs / "mlflow-ui.log").write_text("a log to clean\n")
 
-    result = make(checkout_with_runs, "clean")
+    result = make_in(checkout_with_runs, "clean")
 
     assert result.returncode == 0, result.stderr
     assert fingerprint(checkout_with_runs) == before
@@ -65,7 +37,7 @@ def test_make_clean_data_says_what_it_would_delete_and_deletes_only_when_confirm
     before = fingerprint(checkout_with_runs)
     free_port = f"PORT={server_process.free_port()}"  # no server there
 
-    result = make(checkout_with_runs, "clean-data", free_port)
+    result = make_in(checkout_with_runs, "clean-data", free_port)
 
     assert result.returncode == 0, result.stderr
     expected = f"mlflow.db: {len(experiments)} experiments, {len(runs)} runs and {len(models)} registered model"
@@ -73,7 +45,7 @@ def test_make_clean_data_says_what_it_would_delete_and_deletes_only_when_confirm
     assert "make clean-data CONFIRM=1" in result.stdout
     assert fingerprint(checkout_with_runs) == before
 
-    result = make(checkout_with_runs, "clean-data", "CONFIRM=1", free_port)
+    result = make_in(checkout_with_runs, "clean-data", "CONFIRM=1", free_port)
 
     assert result.returncode == 0, result.stderr
     assert not (checkout_with_runs / "mlflow.db").exists() and not (checkout_with_runs / "mlartifacts").exists()
@@ -83,62 +55,12 @@ def test_make_clean_data_refuses_while_a_server_answers(checkout_with_runs, trac
     before = fingerprint(checkout_with_runs)
     port = tracking_server.url.rsplit(":", 1)[1]
 
-    result = make(checkout_with_runs, "clean-data", "CONFIRM=1", f"PORT={port}")
+    result = make_in(checkout_with_runs, "clean-data", "CONFIRM=1", f"PORT={port}")
 
     assert result.returncode != 0
     [error] = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert f"a tracking server answers on port {port}" in error
     assert fingerprint(checkout_with_runs) == before
-
-
-def previous_schema_revision() -> str:
-    """The migration before the newest one: what an mlflow.db made by the previous MLflow release records."""
-    from alembic.script import ScriptDirectory
-    from mlflow.store.db.utils import _get_alembic_config
-
-    scripts = ScriptDirectory.from_config(_get_alembic_config("sqlite:///unused.db"))
-    return scripts.get_revision(scripts.get_current_head()).down_revision
-
-
-def test_make_tutorial_on_an_old_database_says_how_to_upgrade_it_and_changes_nothing(checkout_with_runs):
-    with sqlite3.connect(checkout_with_runs / "mlflow.db") as database:
-        database.execute("UPDATE alembic_version SET version_num = ?", (previous_schema_revision(),))
-    before = fingerprint(checkout_with_runs)
-
-    result = make(checkout_with_runs, "tutorial", "KEEP_SERVER=0", f"PORT={server_process.free_port()}")
-
-    assert result.returncode != 0
-    assert "Traceback" not in result.stdout + result.stderr
-    [error] = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert "mlflow.db was made by an older MLflow" in error
-    assert "back it up" in error and "mlflow db upgrade sqlite:///mlflow.db" in error
-    assert fingerprint(checkout_with_runs) == before
-
-
-def tree_fingerprint(folder) -> dict:
-    """Every file under `folder`, with its bytes."""
-    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
-
-
-def test_make_tutorial_beside_an_older_mlflows_mlruns_says_how_to_migrate_and_changes_nothing(fresh_checkout):
-    # A file store as MLflow 2 wrote it by default: ./mlruns, one experiment with one run.
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3.17 writes one only when told to
-        old_store = MlflowClient(tracking_uri=f"file://{fresh_checkout / 'mlruns'}")
-        run = old_store.create_run(old_store.create_experiment("older-mlflow"))
-        old_store.log_param(run.info.run_id, "C", "1.0")
-        old_store.set_terminated(run.info.run_id)
-    before = tree_fingerprint(fresh_checkout / "mlruns")
-
-    result = make(fresh_checkout, "tutorial", "KEEP_SERVER=0", f"PORT={server_process.free_port()}")
-
-    assert result.returncode != 0
-    assert "Traceback" not in result.stdout + result.stderr
-    [error] = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert "mlruns/ holds runs" in error
-    assert "mlflow migrate-filestore --source . --target sqlite:///mlflow.db" in error
-    assert tree_fingerprint(fresh_checkout / "mlruns") == before
-    assert not (fresh_checkout / "mlflow.db").exists() and not (fresh_checkout / "mlartifacts").exists()
 
 
 def test_make_clean_data_refuses_while_a_server_on_another_port_has_the_database_open(
@@ -149,7 +71,7 @@ def test_make_clean_data_refuses_while_a_server_on_another_port_has_the_database
     shutil.copytree(tracking_server.root / "mlartifacts", fresh_checkout / "mlartifacts")
     tracking_server.client().search_experiments()  # the server's worker has its connection open
 
-    result = make(fresh_checkout, "clean-data", "CONFIRM=1", f"PORT={server_process.free_port()}")
+    result = make_in(fresh_checkout, "clean-data", "CONFIRM=1", f"PORT={server_process.free_port()}")
 
     assert result.returncode != 0
     [error] = [line for line in result.stderr.splitlines() if line.startswith("error: ")]

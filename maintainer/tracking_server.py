@@ -1,0 +1,62 @@
+"""A throwaway `mlflow server` for the tests and `make screenshots`: the guide itself uses `mlflow ui`."""
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlflow import MlflowClient
+
+from tutorial import server_process
+from tutorial.venv import VENV_BIN
+
+# The settings of every server the tests start, and of the team server's compose file (a test checks that they agree).
+SERVER_SETTINGS = {
+    # The job runner serves GenAI features (scorers, judges) that the guide does not use; off, the server starts
+    # fewer processes and is ready sooner (maintainer/docs/speed.md).
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    # Throwaway servers send no usage data: their traffic stays on loopback.
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+}
+
+
+@dataclass
+class TrackingServer:
+    url: str
+    root: Path  # holds mlflow.db and mlartifacts/, as the repository folder does for `mlflow ui`
+
+    def client(self) -> MlflowClient:
+        return MlflowClient(tracking_uri=self.url, registry_uri=self.url)
+
+
+@contextmanager
+def running_tracking_server(
+    root: Path, database_template: Path | None = None, workers: int = 1
+) -> Iterator[TrackingServer]:
+    """A real `mlflow server` on a free loopback port, keeping mlflow.db and mlartifacts/ in `root`.
+
+    `database_template`, an empty database that MLflow has already migrated, becomes root/mlflow.db unless there
+    is one: on a new database, the server first runs every one of MLflow's migrations.
+    """
+    if database_template is not None and not (root / "mlflow.db").exists():
+        shutil.copyfile(database_template, root / "mlflow.db")
+    port = server_process.free_port()
+    # fmt: off
+    command = [
+        str(VENV_BIN / "mlflow"), "server",
+        "--host", "127.0.0.1", "--port", str(port),
+        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination", str(root / "mlartifacts"),
+        # One worker is ready sooner than the default four, and one client sends one request at a time.
+        "--workers", str(workers),
+    ]
+    # fmt: on
+    log_file = root / "server.log"
+    server = server_process.start(command, log_file, cwd=root, env={**os.environ, **SERVER_SETTINGS})
+    try:
+        server_process.wait_until_healthy(server, f"http://127.0.0.1:{port}/health", log_file)
+        yield TrackingServer(url=f"http://127.0.0.1:{port}", root=root)
+    finally:
+        server_process.stop(server)

@@ -1,0 +1,92 @@
+"""Serving: `mlflow models serve` puts the champion behind a REST API, as the README runs it. Tested over real HTTP.
+
+`make serve`, which runs the same command, is tested in tooling/test_make_serve.py."""
+
+import json
+import shlex
+import subprocess
+
+import numpy as np
+import pytest
+from guide_commands import PING, PREDICT_DATAFRAME_SPLIT, PREDICT_INPUTS, SERVE, on_port
+from helpers import REPO, port_of, post_json, step_env
+from sklearn.datasets import load_iris
+
+from maintainer.scoring_load import run_load
+from tutorial import server_process
+
+IRIS = load_iris(as_frame=True).frame.drop(columns="target")
+
+
+@pytest.fixture(scope="module")
+def scoring_server(tracking_server, notebook_run, tmp_path_factory) -> str:
+    """The README's `mlflow models serve` command, on a free port, as its own process group."""
+    port = server_process.free_port()
+    log_file = tmp_path_factory.mktemp("scoring-server") / "serve.log"
+    server = server_process.start(
+        shlex.split(on_port(SERVE, port)), log_file, cwd=REPO, env=step_env(tracking_server.url)
+    )
+    try:
+        server_process.wait_until_healthy(server, f"http://127.0.0.1:{port}/ping", log_file)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server_process.stop(server)
+
+
+def test_ping_answers(scoring_server):
+    result = subprocess.run(shlex.split(on_port(PING, port_of(scoring_server))), capture_output=True, text=True)
+    assert result.stdout.startswith("HTTP/1.1 200 OK"), result.stdout + result.stderr
+
+
+def readme_rows(command: str) -> list[list[float]]:
+    """The flowers a README `curl` command sends, read from its JSON body."""
+    body = json.loads(shlex.split(command)[-1])
+    return body["inputs"] if "inputs" in body else body["dataframe_split"]["data"]
+
+
+@pytest.mark.parametrize("command", [PREDICT_INPUTS, PREDICT_DATAFRAME_SPLIT], ids=["inputs", "dataframe_split"])
+def test_readme_curl_commands_return_the_champions_predictions(scoring_server, champion, command):
+    result = subprocess.run(shlex.split(on_port(command, port_of(scoring_server))), capture_output=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    # The README's own flowers, predicted here by the champion, and the answer the README shows: [0, 2].
+    expected = champion.predict(np.array(readme_rows(command))).tolist()
+    assert json.loads(result.stdout) == {"predictions": expected}
+    assert expected == [0, 2]  # a setosa and a virginica, as the README says
+
+
+@pytest.mark.parametrize("payload_format", ["inputs", "dataframe_split"])
+def test_predictions_over_http_equal_pyfunc_predictions(scoring_server, champion, payload_format):
+    """All 150 iris flowers, in one request."""
+    if payload_format == "inputs":
+        payload = {"inputs": IRIS.to_numpy().tolist()}
+    else:
+        payload = {"dataframe_split": IRIS.to_dict(orient="split", index=False)}
+    status, answer = post_json(f"{scoring_server}/invocations", json.dumps(payload).encode())
+    assert status == 200, answer
+    assert answer["predictions"] == champion.predict(IRIS.to_numpy()).tolist()
+    assert set(answer["predictions"]) == {0, 1, 2}
+
+
+@pytest.mark.parametrize(
+    "body, expected_message",
+    [
+        (b'{"inputs": [[5.1, 3.5, 1.4', "valid JSON"),  # malformed JSON
+        (b'{"inputs": [[5.1, 3.5, 1.4]]}', "does not match expected shape"),  # 3 features instead of 4
+        (b"", "valid JSON"),  # empty body
+    ],
+    ids=["malformed-json", "three-features", "empty-body"],
+)
+def test_bad_requests_get_a_readable_400_and_the_server_keeps_serving(scoring_server, body, expected_message):
+    status, answer = post_json(f"{scoring_server}/invocations", body)
+    assert status == 400, answer
+    assert expected_message in answer["message"]
+    status, answer = post_json(f"{scoring_server}/invocations", b'{"inputs": [[5.1, 3.5, 1.4, 0.2]]}')
+    assert (status, answer) == (200, {"predictions": [0]})
+
+
+def test_four_clients_send_2000_requests_without_an_error(scoring_server):
+    virginica = {"inputs": [[6.7, 3.0, 5.2, 2.3]]}
+    result = run_load(f"{scoring_server}/invocations", virginica, clients=4, total_requests=2000)
+    assert result.errors == 0, result.first_error
+    assert len(result.latencies_ms) == 2000
+    print(f"\n4 clients: {result.requests_per_second:.0f} req/s, p99 {result.percentile_ms(99):.1f} ms")

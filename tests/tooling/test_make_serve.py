@@ -1,0 +1,73 @@
+"""`make serve`: the README's serving command, on the port after the tracking server's, for the model you choose;
+and its one-line errors, in seconds."""
+
+import json
+import shlex
+import time
+
+import mlflow
+import numpy as np
+import pytest
+from guide_commands import MAKE_SERVE, MAKE_SERVE_VERSION
+from helpers import ALL_FLOWERS, REPO, SECONDS_NOT_MINUTES, port_of, post_json, run_command, step_env
+
+from tutorial import run, server_process
+
+
+def predictions_from_make_serve(command: str, tracking_server, port: int, log_file) -> list:
+    """Run a `make serve` command, and ask it for all 150 flowers at once."""
+    server = server_process.start(shlex.split(command), log_file, cwd=REPO, env=step_env(tracking_server.url))
+    try:
+        server_process.wait_until_healthy(server, f"http://127.0.0.1:{port}/ping", log_file)
+        status, answer = post_json(f"http://127.0.0.1:{port}/invocations", json.dumps({"inputs": ALL_FLOWERS}).encode())
+        assert status == 200, answer
+        return answer["predictions"]
+    finally:
+        server_process.stop(server)
+
+
+def test_the_tutorials_hint_serves_the_champion_on_the_next_port(tracking_server, champion, capsys, tmp_path):
+    """The macOS path: `make tutorial PORT=5001` (AirPlay holds 5000), then the `make serve` line it prints."""
+    tracking_port = port_of(tracking_server.url)
+    run.print_next_steps(tracking_server.url, keep_server=True)
+    [hint] = [line.strip() for line in capsys.readouterr().out.splitlines() if line.strip().startswith(MAKE_SERVE)]
+    command, comment = hint.split("#")
+    assert shlex.split(command) == [*shlex.split(MAKE_SERVE), f"PORT={tracking_port}"]  # no other switch
+    serve_port = int(comment.rsplit(" ", 1)[1])
+    assert serve_port == tracking_port + 1
+
+    served = predictions_from_make_serve(command, tracking_server, serve_port, tmp_path / "make-serve.log")
+
+    assert served == champion.predict(np.array(ALL_FLOWERS)).tolist()
+
+
+def test_make_serve_model_serves_that_version(tracking_server, champion, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server.url)
+    version_2 = mlflow.pyfunc.load_model(MAKE_SERVE_VERSION.split("MODEL=")[1])
+    expected = version_2.predict(np.array(ALL_FLOWERS)).tolist()
+    assert expected != champion.predict(np.array(ALL_FLOWERS)).tolist()  # one flower tells them apart
+    port = server_process.free_port()
+    command = f"{MAKE_SERVE_VERSION} PORT={port_of(tracking_server.url)} SERVE_PORT={port}"
+
+    assert predictions_from_make_serve(command, tracking_server, port, tmp_path / "make-serve.log") == expected
+
+
+@pytest.mark.parametrize(
+    "make_arguments, expected_message",
+    [
+        (["PORT={free_port}"], "no MLflow tracking server answers"),
+        (["PORT={tracking_port}", "MODEL=models:/tracking-iris-lr@no-such-alias"], "alias no-such-alias not found"),
+        (["PORT={tracking_port}", "SERVE_PORT={tracking_port}"], "is the tracking server's"),
+    ],
+    ids=["no-tracking-server", "unknown-alias", "serve-port-is-the-tracking-port"],
+)
+def test_make_serve_says_what_is_missing_in_one_line(tracking_server, notebook_run, make_arguments, expected_message):
+    ports = {"free_port": server_process.free_port(), "tracking_port": port_of(tracking_server.url)}
+    command = " ".join([MAKE_SERVE, *(argument.format(**ports) for argument in make_arguments)])
+    started = time.monotonic()
+    result = run_command(command, tracking_server.url, timeout=60)
+    assert time.monotonic() - started < SECONDS_NOT_MINUTES
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert expected_message in error
