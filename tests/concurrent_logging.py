@@ -11,7 +11,7 @@ from dataclasses import dataclass
 # Imported by each client process: only the standard library at the top, so clients start fast.
 
 # The race is in creating the experiment: clients released at once all try to create it, and 4 of them make it
-# happen (test_concurrent_logging.py also makes it deterministic). A few runs each are enough to see whether any
+# happen (steps/test_tracking_server.py also makes it deterministic). A few runs each are enough to see whether any
 # run lands astray afterwards; more clients and runs only measure logging speed, at seconds of start-up each.
 CLIENTS, RUNS_PER_CLIENT = 4, 3
 

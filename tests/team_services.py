@@ -82,14 +82,6 @@ class Postgres:
             "PGPASSWORD": POSTGRES_PASSWORD,
         }
 
-    def run_sql(self, *statements: str) -> None:
-        """Run statements as the superuser, each in its own transaction (CREATE DATABASE needs that)."""
-        import psycopg
-
-        with psycopg.connect(self.url("postgres"), password=POSTGRES_PASSWORD, autocommit=True) as connection:
-            for statement in statements:
-                connection.execute(statement)
-
 
 @contextmanager
 def running_postgres(bin_dir: Path) -> Iterator[Postgres]:

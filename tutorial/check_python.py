@@ -7,7 +7,7 @@ syntax that Python 3.6 reads.
 import sys
 
 # The Pythons for which every package in requirements.txt has a wheel on Linux, macOS and Windows
-# (tests/test_requirements.py checks it). On a newer Python, pip would build numpy from source.
+# (tests/repository/test_requirements.py checks it). On a newer Python, pip would build numpy from source.
 OLDEST = (3, 10)
 NEWEST = (3, 14)
 PICK_ANOTHER = (

@@ -194,3 +194,18 @@ def test_no_file_points_outside_the_repository():
         str(path.relative_to(REPO)) for path in files if path.is_file() and outside in path.read_text(errors="replace")
     ]
     assert not citing, citing
+
+
+def test_every_test_a_file_names_exists():
+    """Comments, pages and the mutations name tests by path (tests/steps/test_serving.py) and node id (::test_...);
+    a test that moved or was renamed must take those names with it."""
+    named = set()
+    for name in git("ls-files").stdout.split():
+        path = REPO / name
+        if path.suffix in {".py", ".md", ".yml", ".toml", ".conf", ".txt", ""} and path.is_file():
+            named |= set(re.findall(r"\b(tests/[\w/]+\.py)(?:::(test_\w+))?", path.read_text(errors="replace")))
+    assert len(named) >= 10, named
+    for test_file, test_name in named:
+        assert (REPO / test_file).is_file(), f"{test_file} does not exist"
+        if test_name:
+            assert f"def {test_name}(" in (REPO / test_file).read_text(), f"{test_file} has no {test_name}"

@@ -10,7 +10,7 @@ from importlib.metadata import distributions
 from pathlib import Path
 
 import pytest
-from helpers import READER_PLATFORMS, REPO
+from helpers import READER_PLATFORMS, REPO, makefile_variable
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -64,7 +64,7 @@ def pins_for_this_python() -> dict[str, str]:
 )
 def test_every_installed_package_is_pinned_at_its_installed_version():
     pins = pins_for_this_python()
-    uv_version = re.search(r"^UV_VERSION := (\S+)$", (REPO / "Makefile").read_text(), re.MULTILINE)[1]
+    uv_version = makefile_variable("UV_VERSION")
     installed = {canonicalize_name(dist.metadata["Name"]): dist.version for dist in distributions()}
     assert installed.pop("uv") == uv_version  # the installer, pinned in the Makefile
     unpinned = {name: version for name, version in installed.items() if name not in pins and name not in VENV_SEEDS}

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 import yaml
 from guide_commands import INFER_BY_ALIAS, RUN_NOTEBOOK, SMOKE_TEST
-from helpers import REPO, git
+from helpers import REPO, git, makefile_variable
 
 from maintainer.checkout import reader_env
 from tutorial.venv import VENV_BIN
@@ -24,18 +24,13 @@ DEV_CONTAINER = json.loads((REPO / ".devcontainer/devcontainer.json").read_text(
 WORKFLOW = yaml.safe_load((REPO / ".github/workflows/ci.yml").read_text())
 
 
-def makefile_default(variable: str) -> str:
-    """The default a Makefile variable gets from `NAME ?= value`."""
-    return re.search(rf"^{variable} [?:]= (\S+)$", MAKEFILE, re.MULTILINE)[1]
-
-
 def test_the_yaml_files_parse():
     assert yaml.safe_load((REPO / ".pre-commit-config.yaml").read_text())["repos"]
     assert WORKFLOW["jobs"]
 
 
 def test_vscode_and_the_dev_container_use_the_makefiles_venv():
-    venv = makefile_default("VENV")
+    venv = makefile_variable("VENV")
     assert VSCODE_SETTINGS["python.defaultInterpreterPath"] == f"${{workspaceFolder}}/{venv}/bin/python"
     container_settings = DEV_CONTAINER["customizations"]["vscode"]["settings"]
     assert container_settings["python.defaultInterpreterPath"] == f"${{containerWorkspaceFolder}}/{venv}/bin/python"
@@ -51,7 +46,7 @@ def test_the_dev_container_runs_a_real_target_and_forwards_the_ui_port():
     command = shlex.split(DEV_CONTAINER["postCreateCommand"])
     targets = re.findall(r"^([a-z-]+):", MAKEFILE, re.MULTILINE)
     assert command[0] == "make" and command[1] in targets, command
-    port = int(makefile_default("PORT"))
+    port = int(makefile_variable("PORT"))
     assert DEV_CONTAINER["forwardPorts"] == [port]
     assert DEV_CONTAINER["portsAttributes"][str(port)]["label"] == "MLflow UI"
     assert "3.11" in DEV_CONTAINER["image"]
@@ -127,10 +122,30 @@ def test_the_git_checks_pass_in_a_checkout_owned_by_another_user(fresh_checkout)
     assert "dubious ownership" in plain.stderr
 
     git_checks = [
-        "tests/test_workspace.py::test_the_env_file_vscode_reads_is_ignored_and_the_settings_are_not",
-        "tests/test_deploy.py::test_env_files_with_secrets_are_ignored_by_git",
+        "tests/tooling/test_workspace.py::test_the_env_file_vscode_reads_is_ignored_and_the_settings_are_not",
+        "tests/team/test_deploy_files.py::test_env_files_with_secrets_are_ignored_by_git",
     ]
     command = [VENV_BIN / "python", "-m", "pytest", "-p", "no:cacheprovider", "-q", *git_checks]
     result = subprocess.run(command, cwd=fresh_checkout, env=reader_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-3000:]
     assert "2 passed" in result.stdout
+
+
+def test_make_help_lists_the_guides_targets_first_and_the_maintainers_apart():
+    result = subprocess.run(["make", "help"], cwd=REPO, env=reader_env(), capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    readers, maintainers = result.stdout.split("For who changes this repository (CONTRIBUTING.md):")
+    listed = re.compile(r"^  make ([a-z-]+) ", re.MULTILINE)
+    assert listed.findall(readers) == ["help", "setup", "tutorial", "serve", "test", "clean", "clean-data"]
+    assert set(listed.findall(maintainers)) == {
+        "lint",
+        "lock",
+        "test-latest",
+        "mutations",
+        "bench",
+        "bench-serve",
+        "screenshots",
+    }
+    # Every target of the Makefile is in one list or the other.
+    targets = set(re.findall(r"^([a-z-]+):", MAKEFILE, re.MULTILINE))
+    assert targets == set(listed.findall(result.stdout))
