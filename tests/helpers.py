@@ -19,7 +19,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from sklearn.datasets import load_iris
 
 from maintainer.checkout import reader_env
 from tutorial.venv import VENV_BIN, with_venv_on_path
@@ -157,11 +156,6 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *expected: str, e
     assert sum(line.startswith("error: ") for line in lines) == 1, result.stderr
     for text in expected:
         assert text in lines[-1], lines[-1]
-
-
-# The 150 iris flowers' measurements: the champion and version 2 disagree on one of them, so a server asked for all of
-# them tells the two apart.
-ALL_FLOWERS = load_iris().data.tolist()
 
 
 def port_of(url: str) -> int:

@@ -9,9 +9,14 @@ import mlflow
 import numpy as np
 import pytest
 from guide_commands import MAKE_SERVE, MAKE_SERVE_VERSION
-from helpers import ALL_FLOWERS, REPO, SECONDS_NOT_MINUTES, port_of, post_json, run_command, step_env
+from helpers import REPO, SECONDS_NOT_MINUTES, port_of, post_json, run_command, step_env
+from sklearn.datasets import load_iris
 
 from tutorial import run, server_process
+
+# The 150 iris flowers' measurements: the champion and version 2 disagree on one of them, so a server asked for all of
+# them tells the two apart.
+ALL_FLOWERS = load_iris().data.tolist()
 
 
 def predictions_from_make_serve(command: str, tracking_server, port: int, log_file) -> list:
