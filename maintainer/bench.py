@@ -34,7 +34,8 @@ from pathlib import Path
 from maintainer.checkout import fresh_copy, reader_env
 from maintainer.original_guide import run_original_guide
 from tutorial import server_process
-from tutorial.steps import MODEL_REGISTRY, SMOKE_TEST, STEPS, Step
+from tutorial.run import WITHOUT_JOB_RUNNER
+from tutorial.steps import MODEL_REGISTRY, SMOKE_TEST, STEPS, TRACKING_SERVER, Step
 from tutorial.venv import VENV_BIN, with_venv_on_path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -61,11 +62,10 @@ def server_down_seconds(step: Step) -> float:
 def server_ready_seconds(folder: Path, as_the_tutorial_starts_it: bool) -> float:
     """Start `mlflow ui` on a new mlflow.db in `folder`, as it comes or as `make tutorial` does; time /health."""
     port = server_process.free_port()
-    command = [str(VENV_BIN / "mlflow"), "ui", "--host", "127.0.0.1", "--port", str(port)]
-    env = dict(os.environ)
-    if as_the_tutorial_starts_it:
-        command += ["--workers", "1"]
-        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    # The README's `mlflow ui --workers 1` and the runner's settings, or a bare `mlflow ui`.
+    ui = shlex.split(TRACKING_SERVER.command) if as_the_tutorial_starts_it else ["mlflow", "ui"]
+    command = [str(VENV_BIN / ui[0]), *ui[1:], "--host", "127.0.0.1", "--port", str(port)]
+    env = {**os.environ, **(WITHOUT_JOB_RUNNER if as_the_tutorial_starts_it else {})}
     server = server_process.start(command, folder / "server.log", cwd=folder, env=env)
     try:
         return server_process.wait_until_healthy(server, f"http://127.0.0.1:{port}/health", folder / "server.log")

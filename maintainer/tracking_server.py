@@ -10,13 +10,12 @@ from pathlib import Path
 from mlflow import MlflowClient
 
 from tutorial import server_process
+from tutorial.run import WITHOUT_JOB_RUNNER
 from tutorial.venv import VENV_BIN
 
 # The settings of every server the tests start, and of the team server's compose file (a test checks that they agree).
 SERVER_SETTINGS = {
-    # The job runner serves GenAI features (scorers, judges) that the guide does not use; off, the server starts
-    # fewer processes and is ready sooner (maintainer/docs/speed.md).
-    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    **WITHOUT_JOB_RUNNER,  # as `make tutorial` starts its server
     # Throwaway servers send no usage data: their traffic stays on loopback.
     "MLFLOW_DISABLE_TELEMETRY": "true",
 }

@@ -33,6 +33,9 @@ REPO = Path(__file__).resolve().parent.parent
 SERVER_LOG = REPO / "mlflow-ui.log"
 OLD_SCHEMA = "Detected out-of-date database schema"  # what `mlflow ui` logs when mlflow.db needs `mlflow db upgrade`
 MIGRATE_FILE_STORE = ".venv/bin/mlflow migrate-filestore --source . --target sqlite:///mlflow.db"
+# MLflow's job runner serves its GenAI features (scorers, judges), which no step of the guide uses. Off, the server
+# starts fewer processes and is ready sooner. A reader's own `mlflow ui` keeps it on: the steps behave the same.
+WITHOUT_JOB_RUNNER = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def has_file_store_runs(folder: Path) -> bool:
@@ -79,11 +82,7 @@ def start_tracking_server(port: int) -> subprocess.Popen:
         *codespace_security_flags(port, os.environ),
     ]
     print(f"{TRACKING_SERVER.label()}\n      $ {shlex.join(command)}  (log: {SERVER_LOG.name})", flush=True)
-    # MLflow's job runner serves its GenAI features (scorers, judges), which no step of the guide uses. Off, the
-    # server starts fewer processes and is ready sooner. A reader's own `mlflow ui` keeps it on: the steps behave
-    # the same either way.
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    server = server_process.start(command, SERVER_LOG, cwd=REPO, env=env)
+    server = server_process.start(command, SERVER_LOG, cwd=REPO, env={**os.environ, **WITHOUT_JOB_RUNNER})
     # A worker can outlive its parent, so whatever stops the start, the whole group is stopped.
     try:
         seconds = server_process.wait_until_healthy(server, f"http://127.0.0.1:{port}/health", SERVER_LOG)

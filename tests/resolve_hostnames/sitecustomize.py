@@ -8,12 +8,16 @@ https://mlflow.example.com:<port>, checks the certificate for that name, and sen
 import os
 import socket
 
+
+def resolving(addresses: dict, getaddrinfo=socket.getaddrinfo):
+    """A getaddrinfo that looks up `addresses` (name: address) first; the tests' own process uses it too."""
+
+    def lookup(host, *args, **kwargs):
+        return getaddrinfo(addresses.get(host, host), *args, **kwargs)
+
+    return lookup
+
+
 _ADDRESSES = dict(pair.split("=", 1) for pair in os.environ.get("TEST_HOSTNAMES", "").split(",") if pair)
-
 if _ADDRESSES:
-    _resolve = socket.getaddrinfo
-
-    def _getaddrinfo(host, *args, **kwargs):
-        return _resolve(_ADDRESSES.get(host, host), *args, **kwargs)
-
-    socket.getaddrinfo = _getaddrinfo
+    socket.getaddrinfo = resolving(_ADDRESSES)

@@ -11,12 +11,12 @@ import shlex
 
 import pytest
 from guide_commands import INFER_BY_ALIAS, SMOKE_TEST
-from helpers import alone_in_a_folder, assert_one_line_error, notebook_cells, run_command
+from helpers import alone_in_a_folder, assert_one_line_error, notebook_cells, port_of, run_command
 
 
 @pytest.mark.parametrize("command", [SMOKE_TEST, INFER_BY_ALIAS], ids=["get_started", "model_inferencing"])
 def test_a_server_that_refuses_the_clients_host_gets_one_line_naming_allowed_hosts(tracking_server, command, tmp_path):
-    port = tracking_server.url.rsplit(":", 1)[1]
+    port = port_of(tracking_server.url)
     unknown_address = f"http://127.1:{port}"  # loopback, but not a Host that MLflow's defaults accept
     teaching_file = shlex.split(command)[1]
 
@@ -31,7 +31,7 @@ def test_the_notebook_names_allowed_hosts_too(tracking_server):
     """The notebook's imports and its server check, run in plain Python: the cells a reader runs first."""
     first_cells = "\n".join(cell.source for cell in notebook_cells(["imports", "connect-to-server"]))
     assert "refuses requests addressed to" in first_cells
-    port = tracking_server.url.rsplit(":", 1)[1]
+    port = port_of(tracking_server.url)
 
     result = run_command(f"python -c {shlex.quote(first_cells)}", f"http://127.1:{port}", timeout=120)
 

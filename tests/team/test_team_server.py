@@ -47,6 +47,7 @@ from guide_commands import (
 )
 from helpers import REPO, missing_service, run_command
 from mlflow import MlflowClient
+from resolve_hostnames.sitecustomize import resolving
 
 from maintainer.tracking_server import SERVER_SETTINGS
 from tutorial import server_process
@@ -193,11 +194,7 @@ def public_url(team_server, tmp_path_factory) -> PublicAddress:
         missing_service("no nginx: install Debian's `nginx` package")
     folder = tmp_path_factory.mktemp("tls-proxy")
     with team_services.running_tls_proxy(folder, team_server.port) as port, pytest.MonkeyPatch.context() as patch:
-        resolve_to_loopback = {team_services.TEAM_HOSTNAME: "127.0.0.1"}
-        real_getaddrinfo = socket.getaddrinfo
-        patch.setattr(
-            socket, "getaddrinfo", lambda host, *a, **k: real_getaddrinfo(resolve_to_loopback.get(host, host), *a, **k)
-        )
+        patch.setattr(socket, "getaddrinfo", resolving({team_services.TEAM_HOSTNAME: "127.0.0.1"}))
         patch.setenv("TEST_HOSTNAMES", f"{team_services.TEAM_HOSTNAME}=127.0.0.1")
         patch.setenv(
             "PYTHONPATH", os.pathsep.join([str(REPO / "tests" / "resolve_hostnames"), os.environ.get("PYTHONPATH", "")])

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import fingerprint, make_in
+from helpers import fingerprint, make_in, port_of
 from mlflow.entities import ViewType
 
 from maintainer.checkout import reader_env
@@ -53,7 +53,7 @@ def test_make_clean_data_says_what_it_would_delete_and_deletes_only_when_confirm
 
 def test_make_clean_data_refuses_while_a_server_answers(checkout_with_runs, tracking_server):
     before = fingerprint(checkout_with_runs)
-    port = tracking_server.url.rsplit(":", 1)[1]
+    port = port_of(tracking_server.url)
 
     result = make_in(checkout_with_runs, "clean-data", "CONFIRM=1", f"PORT={port}")
 

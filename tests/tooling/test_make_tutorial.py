@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 from expected_state import assert_notebook_results, assert_smoke_test_runs
 from guide_commands import RUN_NOTEBOOK, SMOKE_TEST, TUTORIAL
-from helpers import STRICT_WARNINGS, fingerprint, make_in, run_command
+from helpers import STRICT_WARNINGS, fingerprint, make_in, port_of, run_command
 from mlflow import MlflowClient
 
 from maintainer.tracking_server import running_tracking_server
@@ -49,7 +49,7 @@ def test_tutorial_runs_end_to_end_and_a_second_run_repeats_no_version(fresh_chec
 
 
 def test_port_in_use_gets_a_clear_error(fresh_checkout, tracking_server):
-    port = int(tracking_server.url.rsplit(":", 1)[1])
+    port = port_of(tracking_server.url)
 
     result = make_tutorial(fresh_checkout, port)
 
