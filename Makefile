@@ -20,7 +20,7 @@ UV_VERSION := 0.13.9
 UV_COMPILE ?= --compile-bytecode
 
 .DEFAULT_GOAL := help
-.PHONY: help setup tutorial serve bench bench-serve screenshots test test-latest mutations lint lock clean clean-data
+.PHONY: help setup doctor tutorial serve bench bench-serve screenshots test test-latest mutations lint lock clean clean-data
 
 # `## text` after a target describes one of the guide's commands, `#m text` one of the maintainer's (CONTRIBUTING.md).
 help: ## List the targets
@@ -50,6 +50,10 @@ $(VENV)/.installed: requirements.txt
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python $(UV_COMPILE) -r requirements-dev.txt
 	touch $@
+
+# Plain python3, like clean-data: it must run where .venv is missing or broken, to say so.
+doctor: ## Check what the guide needs, one line each, with the fix for each problem
+	@$(PYTHON) -m tutorial.doctor --port $(PORT) --venv $(VENV)
 
 tutorial: $(VENV)/.installed ## Start the tracking server and run every step of the guide
 	$(BIN)/python -m tutorial.run --port $(PORT) $(if $(filter 0,$(KEEP_SERVER)),--no-keep-server)

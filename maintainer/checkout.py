@@ -17,7 +17,8 @@ NOT_IN_A_FRESH_CLONE = shutil.ignore_patterns(
 def fresh_copy(destination: Path) -> Path:
     """Copy the repository as a fresh clone has it, with the running venv linked in instead of a new one."""
     shutil.copytree(REPO, destination, ignore=NOT_IN_A_FRESH_CLONE)  # copy2 keeps mtimes: make sees the venv current
-    (destination / VENV.name).symlink_to(VENV)
+    # As .venv whichever venv runs this (.venv-latest under `make test-latest`): `make` in the copy looks for .venv.
+    (destination / ".venv").symlink_to(VENV)
     return destination
 
 

@@ -42,11 +42,11 @@ def log_runs(tracking_uri, experiment_name, client_index, runs, explicit_experim
     import os
     import sys
 
-    from tutorial.server_check import require_tracking_server
+    from tutorial import doctor
 
     sys.stdout = open(os.devnull, "w")  # MLflow prints a "View run" link per run: 200 lines of noise
-    require_tracking_server(tracking_uri)
-    # The guide's short retry policy (see get_started.py): a client that loses the server fails in seconds.
+    doctor.require(doctor.tracking_server(tracking_uri))
+    # A short retry policy: a client that loses the server fails in seconds, and one busy moment is retried.
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "2"
     os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
     import mlflow

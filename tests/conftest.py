@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -84,9 +85,10 @@ def fresh_checkout(tmp_path) -> Path:
 @pytest.fixture
 def checkout_with_runs(fresh_checkout, tracking_server, notebook_run):
     """A fresh copy with the session server's runs and models in mlflow.db and mlartifacts/."""
+    # closing(): a connection's own `with` commits but leaves the file open, and clean-data refuses an open mlflow.db.
     with (
-        sqlite3.connect(tracking_server.root / "mlflow.db") as source,
-        sqlite3.connect(fresh_checkout / "mlflow.db") as copy,
+        closing(sqlite3.connect(tracking_server.root / "mlflow.db")) as source,
+        closing(sqlite3.connect(fresh_checkout / "mlflow.db")) as copy,
     ):
         source.backup(copy)  # a consistent copy, even of a database in use
     shutil.copytree(tracking_server.root / "mlartifacts", fresh_checkout / "mlartifacts")

@@ -38,6 +38,12 @@ PREDICT_DATAFRAME_SPLIT = (
     """ "petal length (cm)", "petal width (cm)"], "data": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}}'"""
 )
 
+# The `inputs` request again, in Python, for PowerShell (whose `curl` is another program) and any other shell.
+PREDICT_ANY_SHELL = (
+    """python -c "import requests; print(requests.post('http://127.0.0.1:5001/invocations', json={'inputs':"""
+    """ [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}).text)\""""
+)
+
 
 def on_port(command: str, port: int) -> str:
     """A serving command on `port` in place of the guide's: its `-p` flag, or the port of its URL."""

@@ -3,8 +3,8 @@
 Without --yes it only counts what would go (experiments, runs, registered models and the size of
 the files) and says how to confirm. It refuses while a server answers on the tutorial's port, or while
 any process has mlflow.db open (a server on another port), since that server would go on writing to the
-files. Only the standard library is used, so it runs with any python3, after `make clean` has removed the
-venv too.
+files. Only the standard library is used, so it runs with any python3 from 3.9 on (the one macOS ships), after
+`make clean` has removed the venv too.
 """
 
 import argparse
@@ -15,8 +15,8 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+from tutorial.doctor import exit_with_error, tracking_server
 from tutorial.names import TRACKING_PORT
-from tutorial.server_check import TrackingServerUnavailable, exit_with_error, require_tracking_server
 
 REPO = Path(__file__).resolve().parent.parent
 DATABASE = REPO / "mlflow.db"
@@ -37,7 +37,7 @@ def what_it_holds(database: Path) -> str:
     except sqlite3.Error as err:
         return f"a database MLflow cannot read here ({err})"
     names = ("experiment", "run", "registered model")
-    parts = [f"{count} {name}{'' if count == 1 else 's'}" for count, name in zip(counts, names, strict=True)]
+    parts = [f"{counts[i]} {name}{'' if counts[i] == 1 else 's'}" for i, name in enumerate(names)]
     return f"{parts[0]}, {parts[1]} and {parts[2]}"
 
 
@@ -48,11 +48,7 @@ def size_of(folder: Path) -> str:
 
 def server_answers(port: int) -> bool:
     """True if an MLflow tracking server answers on the port: the tooling's one server check."""
-    try:
-        require_tracking_server(f"http://127.0.0.1:{port}", timeout_seconds=1)
-    except TrackingServerUnavailable:
-        return False
-    return True
+    return tracking_server(f"http://127.0.0.1:{port}").ok
 
 
 def processes_using(database: Path) -> list[int]:

@@ -11,11 +11,10 @@ import os
 import shlex
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-from tutorial import server_process
+from tutorial import doctor, server_process
 from tutorial.names import CHAMPION_URI, IRIS_EXPERIMENT, SMOKE_TEST_EXPERIMENT, TRACKING_PORT
 from tutorial.steps import (
     INFERENCE_FROM_FILES,
@@ -27,54 +26,39 @@ from tutorial.steps import (
     Step,
     fill_in,
 )
-from tutorial.venv import with_venv_on_path
+from tutorial.venv import VENV_BIN, with_venv_on_path
 
 REPO = Path(__file__).resolve().parent.parent
 SERVER_LOG = REPO / "mlflow-ui.log"
-OLD_SCHEMA = "Detected out-of-date database schema"  # what `mlflow ui` logs when mlflow.db needs `mlflow db upgrade`
-MIGRATE_FILE_STORE = ".venv/bin/mlflow migrate-filestore --source . --target sqlite:///mlflow.db"
 # MLflow's job runner serves its GenAI features (scorers, judges), which no step of the guide uses. Off, the server
 # starts fewer processes and is ready sooner. A reader's own `mlflow ui` keeps it on: the steps behave the same.
 WITHOUT_JOB_RUNNER = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
-def has_file_store_runs(folder: Path) -> bool:
-    """True if folder/mlruns holds an older MLflow's file store: MLflow's own test, an mlruns/<id>/meta.yaml."""
-    experiments = folder / "mlruns"
-    return experiments.is_dir() and any(
-        entry.name.isdigit() and (entry / "meta.yaml").exists() for entry in experiments.iterdir()
-    )
-
-
 def codespace_security_flags(port: int, env: dict) -> list[str]:
     """In a GitHub Codespace, let the server accept the forwarded address of its own port, and nothing wider.
 
-    The browser reaches the UI at https://<codespace>-<port>.<forwarding domain>. MLflow refuses a Host header
-    outside localhost and private addresses, and a state-changing request from another origin; with these flags
-    it accepts that one address too. Outside a Codespace, MLflow's defaults (localhost only) stay.
+    MLflow refuses a Host header outside localhost and private addresses, and a state-changing request from another
+    origin; with these flags it accepts the address the browser uses too. Elsewhere, MLflow's defaults stay.
     """
-    name, domain = env.get("CODESPACE_NAME"), env.get("GITHUB_CODESPACES_PORT_FORWARDING_DOMAIN")
-    if env.get("CODESPACES") != "true" or not name or not domain:
+    forwarded = doctor.codespace_address(port, env)
+    if forwarded is None:
         return []
-    forwarded = f"{name}-{port}.{domain}"
     return ["--allowed-hosts", f"localhost:*,127.0.0.1:*,{forwarded}", "--cors-allowed-origins", f"https://{forwarded}"]
 
 
 def start_tracking_server(port: int) -> subprocess.Popen:
-    """Start the guide's server: `mlflow ui` in the repository folder, on loopback only."""
-    if server_process.port_is_taken(port):
-        sys.exit(
-            f"error: port {port} is already in use (an earlier `mlflow ui`, or AirPlay Receiver on macOS): "
-            f"stop that program, or run `make tutorial PORT={port + 1}`"
-        )
-    if has_file_store_runs(REPO) and not (REPO / "mlflow.db").exists():
-        # MLflow 3.17 opens ./mlruns, when it holds runs, instead of mlflow.db, and then refuses it. Stop here,
-        # before the server starts and writes anything.
-        sys.exit(
-            "error: mlruns/ holds runs in the file store of an older MLflow, which MLflow 3.17 refuses to open: "
-            f"copy them into mlflow.db with `{MIGRATE_FILE_STORE}`, then run `make tutorial` again "
-            "(their files stay in mlruns/)"
-        )
+    """Start the guide's server, `mlflow ui` in the repository folder on loopback, once `make doctor`'s checks for
+    it hold: they stop here, before the server starts and writes anything."""
+    doctor.require(
+        doctor.free_port(
+            port,
+            f"stop that program (an earlier `mlflow ui`, or AirPlay Receiver on macOS), or run "
+            f"`make tutorial PORT={port + 1}`",
+        ),
+        doctor.file_store(REPO),
+        doctor.database_schema(REPO, VENV_BIN.parent),
+    )
     # The README's command, on loopback and the chosen port, and on mlflow.db even beside an mlruns/ folder.
     command = [
         *shlex.split(TRACKING_SERVER.command),
@@ -88,23 +72,12 @@ def start_tracking_server(port: int) -> subprocess.Popen:
         seconds = server_process.wait_until_healthy(server, f"http://127.0.0.1:{port}/health", SERVER_LOG)
     except server_process.ServerFailedToStart as err:
         server_process.stop(server)
-        sys.exit(why_it_did_not_start(err))
+        doctor.exit_with_error(f"{err} (`make doctor` looks for the cause)")
     except KeyboardInterrupt:  # Ctrl+C while waiting
         server_process.stop(server)
         raise
     print(f"      ready in {seconds:.1f} s", flush=True)
     return server
-
-
-def why_it_did_not_start(err: server_process.ServerFailedToStart) -> str:
-    """The error line for a server that exited, or never answered: what to do about it, where that is known."""
-    if OLD_SCHEMA in SERVER_LOG.read_text(errors="replace"):
-        # A newer MLflow than the one that made mlflow.db: it refuses the old schema, and changes nothing.
-        return (
-            "error: mlflow.db was made by an older MLflow and needs a schema migration: back it up "
-            "(cp mlflow.db mlflow.db.bak), then run `.venv/bin/mlflow db upgrade sqlite:///mlflow.db`"
-        )
-    return f"error: {err}"
 
 
 def run_step(step: Step, env: dict, **placeholders: str) -> None:

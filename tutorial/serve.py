@@ -4,9 +4,9 @@ It hands over to the README's command (the last step of the guide, in tutorial/s
 
     mlflow models serve -m models:/tracking-iris-lr@champion -p 5001 --env-manager local
 
-with the model and port you choose, after checking, in about a second, what would otherwise fail
-slowly or with a traceback: the tracking server answers, the model version or alias exists, and
-the port is free.
+with the model and port you choose, after `make doctor`'s checks for it (the tracking server answers and
+accepts this address, the port is free) and a check that the model version or alias exists: in about a
+second, what would otherwise fail slowly or with a traceback.
 """
 
 import argparse
@@ -19,9 +19,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from tutorial import server_process
+from tutorial import doctor
 from tutorial.names import CHAMPION_URI, SERVING_PORT, TRACKING_PORT
-from tutorial.server_check import TrackingServerUnavailable, exit_with_error, require_tracking_server
 from tutorial.steps import SERVING
 from tutorial.venv import with_venv_on_path
 
@@ -33,7 +32,9 @@ def check_registered_model(tracking_uri: str, model_uri: str) -> None:
     """Exit with one line unless the registry holds `model_uri` (asked over REST: no `import mlflow` needed)."""
     match = REGISTERED_MODEL_URI.match(model_uri)
     if not match:
-        exit_with_error(f"{model_uri} is not a registry URI: use models:/<name>@<alias> or models:/<name>/<version>")
+        doctor.exit_with_error(
+            f"{model_uri} is not a registry URI: use models:/<name>@<alias> or models:/<name>/<version>"
+        )
     if match["alias"]:
         endpoint, query = "registered-models/alias", {"name": match["name"], "alias": match["alias"]}
     else:
@@ -43,7 +44,7 @@ def check_registered_model(tracking_uri: str, model_uri: str) -> None:
         urllib.request.urlopen(url, timeout=5).close()
     except urllib.error.HTTPError as err:
         message = json.loads(err.read() or b"{}").get("message", f"HTTP {err.code}")
-        exit_with_error(f"cannot serve {model_uri}: {message} (run the notebook first, or `make tutorial`)")
+        doctor.exit_with_error(f"cannot serve {model_uri}: {message} (run the notebook first, or `make tutorial`)")
 
 
 def main() -> None:
@@ -54,17 +55,14 @@ def main() -> None:
     parser.add_argument("--tracking-uri", default=tracking_uri, help="the tutorial's tracking server")
     args = parser.parse_args()
 
-    try:
-        require_tracking_server(args.tracking_uri)
-    except TrackingServerUnavailable as err:
-        exit_with_error(str(err))
+    # `make doctor`'s checks for serving, then the model itself.
+    doctor.require(doctor.tracking_server(args.tracking_uri), doctor.allowed_host(args.tracking_uri, os.environ))
     check_registered_model(args.tracking_uri, args.model_uri)
     if urllib.parse.urlsplit(args.tracking_uri).port == args.port:
-        exit_with_error(
+        doctor.exit_with_error(
             f"port {args.port} is the tracking server's: serve on another, e.g. `make serve SERVE_PORT={args.port + 1}`"
         )
-    if server_process.port_is_taken(args.port):
-        exit_with_error(f"port {args.port} is already in use: stop that program, or run `make serve SERVE_PORT=...`")
+    doctor.require(doctor.serving_port(args.port))
 
     # The guide's command, with the model and the port this call asked for.
     command = shlex.split(SERVING.command)

@@ -116,12 +116,28 @@ def test_the_teaching_files_spell_out_the_names_the_tooling_shares():
     """Each teaching file types its names in plain sight, since it stands alone; the tooling and the tests read the
     same names from tutorial/names.py, and this keeps the two spellings equal."""
     code = teaching_code()
-    assert f'EXPERIMENT_NAME = "{SMOKE_TEST_EXPERIMENT}"' in code["get_started.py"]
+    assert f'mlflow.set_experiment("{SMOKE_TEST_EXPERIMENT}")' in code["get_started.py"]
     assert f'"{IRIS_EXPERIMENT}"' in code["ml_project.ipynb"]
     assert f'MODEL_NAME = "{MODEL_NAME}"' in code["ml_project.ipynb"]
     assert CHAMPION_URI == f"models:/{MODEL_NAME}@champion" and '"champion"' in code["ml_project.ipynb"]
     for file_name, source in code.items():
         assert f"http://127.0.0.1:{TRACKING_PORT}" in source, f"{file_name} has another default server"
+
+
+@pytest.mark.parametrize("script, most_lines", [("get_started.py", 40), ("model_inferencing.py", 70)])
+def test_the_lessons_are_short(script, most_lines):
+    """A lesson is its MLflow calls; what protects the reader lives in tutorial/ (make doctor)."""
+    lines = len((REPO / script).read_text().splitlines())
+    assert lines <= most_lines, f"{script} has {lines} lines: move what is not the lesson to tutorial/doctor.py"
+
+
+@pytest.mark.parametrize("teaching_file", TEACHING_FILES)
+def test_the_lessons_carry_no_http_client_of_their_own(teaching_file):
+    """They fail fast with MLflow's own retry setting; `make doctor` does the talking to the server."""
+    tree = ast.parse(teaching_code()[teaching_file])
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not {name.split(".")[0] for name in imported} & {"urllib", "ssl", "socket", "http", "requests"}
 
 
 def test_code_passes_ruff():
@@ -194,6 +210,21 @@ def test_no_file_points_outside_the_repository():
         str(path.relative_to(REPO)) for path in files if path.is_file() and outside in path.read_text(errors="replace")
     ]
     assert not citing, citing
+
+
+def test_every_repository_path_a_file_names_exists():
+    """A page or a comment that names docs/..., maintainer/..., tutorial/..., deploy/... or tests/... names a file or
+    folder that is there: a page that moved takes its name with it."""
+    named = set()
+    for name in git("ls-files").stdout.split():
+        path = REPO / name
+        if path.suffix in {".py", ".md", ".ipynb", ".in", ".yml", ".toml", ".json", ""} and path.is_file():
+            text = path.read_text(errors="replace")
+            named |= set(re.findall(r"(?<![\w./-])((?:docs|maintainer|tutorial|deploy|tests)/[\w./-]*\w)", text))
+    assert len(named) >= 20, named
+    written_by_the_operator = {"deploy/.env", "deploy/certs"}  # docs/team-server.md says how to make them
+    missing = sorted(name for name in named - written_by_the_operator if not (REPO / name).exists())
+    assert not missing, missing
 
 
 def test_every_test_a_file_names_exists():

@@ -4,10 +4,11 @@ the docs/ pages), and it links every reader's page, while the maintainer's pages
 import re
 
 import guide_commands
+import nbformat
 import pytest
 from helpers import REPO, git
 
-from tutorial.steps import STEPS
+from tutorial.steps import COMPARE_RUNS, ML_PROJECT, MODEL_REGISTRY, STEPS
 
 README = (REPO / "README.md").read_text()
 CONTRIBUTING = (REPO / "CONTRIBUTING.md").read_text()
@@ -70,7 +71,28 @@ def test_every_relative_link_in_the_markdown_leads_to_a_file():
 
 
 def test_readme_is_the_guide_not_the_manual():
-    assert len(README.splitlines()) < 450, "move reference material to a page in docs/"
+    """A newcomer finishes it in one sitting; reference material goes to docs/."""
+    assert len(README.splitlines()) <= 330, "move reference material to a page in docs/"
+    assert len(README.split()) <= 2500, "move reference material to a page in docs/"
+
+
+def test_the_notebooks_sections_carry_the_guides_step_numbers_and_titles():
+    """A reader who reads step 5 or 7 in the README finds the notebook's section of the same number and title."""
+    notebook = nbformat.reads((REPO / "ml_project.ipynb").read_text(), as_version=4)
+    markdown = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "markdown")
+    sections = re.findall(r"^## Step (\d+)\. (.+)$", markdown, re.MULTILINE)
+    assert [int(number) for number, _ in sections] == [ML_PROJECT.number, COMPARE_RUNS.number, MODEL_REGISTRY.number]
+    assert all(STEPS[int(number) - 1].title == title for number, title in sections), sections
+
+
+def test_the_readme_states_the_registrys_numbers_that_the_path_tests_check():
+    """expected_state.assert_registry checks these numbers after one run of the notebook (the steps alone) and after
+    two (`make tutorial`, then the steps), in tooling/test_make_tutorial.py; the README must say the same."""
+    registry = README.split(f"### {MODEL_REGISTRY.number}. ")[1]
+    assert "**The first run** registers versions 1 and 2 (runs 1 and 2) and version 3 (`lr-C-1.5`" in registry
+    assert "holds `@champion`" in registry
+    assert "**Each later run** adds 2 versions" in registry and "`@champion` stays on version 3" in registry
+    assert "`make tutorial` runs it once too" in registry
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ Every command runs with model_inferencing.py alone in an empty folder, as a read
 import time
 from pathlib import Path
 
+import mlflow
 import pytest
 from expected_state import expected_predictions, printed_predictions
 from guide_commands import INFER_BY_ALIAS, INFER_BY_ID, INFER_BY_VERSION, INFER_FROM_FOLDER, INFER_FROM_UI_PATH
@@ -86,26 +87,33 @@ def test_the_readmes_registry_commands(tracking_server, notebook_run, command, t
     assert printed_predictions(result.stdout) == expected_predictions(model_uri)
 
 
-def test_no_argument_prints_where_to_copy_the_path_from(tracking_server, tmp_path):
-    result = infer("python model_inferencing.py", tracking_server.url, tmp_path)
+def test_help_says_where_to_copy_the_path_from(tmp_path):
+    result = infer("python model_inferencing.py --help", "http://127.0.0.1:1", tmp_path)
 
-    assert_one_line_error(result, "models:/")
+    assert result.returncode == 0, result.stderr
     # Where to copy it from: the model's Artifacts tab in the UI, or its folder under mlartifacts/.
     assert '"Artifacts" tab' in result.stdout and "mlflow-artifacts:/" in result.stdout
     assert "mlartifacts/<experiment id>/models/m-<model id>/artifacts" in result.stdout
 
 
+def test_no_argument_asks_for_the_model(tmp_path):
+    result = infer("python model_inferencing.py", "http://127.0.0.1:1", tmp_path)
+
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith("error: the following arguments are required: MODEL")
+
+
 def test_missing_folder(tracking_server, tmp_path):
     missing = tmp_path / "no-such-folder"
     result = infer(f"python model_inferencing.py {missing}", tracking_server.url, tmp_path / "step")
-    assert_one_line_error(result, f"error: {missing} does not exist")
+    assert_one_line_error(result, f"error: cannot load {missing}")
 
 
 def test_folder_that_is_not_a_model(tracking_server, tmp_path):
     not_a_model = tmp_path / "not-a-model"
     not_a_model.mkdir()
     result = infer(f"python model_inferencing.py {not_a_model}", tracking_server.url, tmp_path / "step")
-    assert_one_line_error(result, "not an MLflow model folder")
+    assert_one_line_error(result, f"cannot load {not_a_model}", "MLmodel")
 
 
 def test_unknown_model_name(tracking_server, tmp_path):
@@ -113,15 +121,39 @@ def test_unknown_model_name(tracking_server, tmp_path):
     assert_one_line_error(result, "no-such-model", "not found")
 
 
-def test_unreachable_server_fails_fast(tmp_path):
+def test_unreachable_server_fails_fast_with_one_line_that_points_to_make_doctor(tmp_path):
     dead_url = f"http://127.0.0.1:{server_process.free_port()}"
 
     started = time.monotonic()
     result = infer(INFER_BY_ALIAS, dead_url, tmp_path)
     seconds = time.monotonic() - started
 
-    assert_one_line_error(result, dead_url)
+    assert_one_line_error(result, dead_url, "make doctor")
     assert seconds < SECONDS_NOT_MINUTES, f"took {seconds:.1f} s to report a missing server"
+
+
+def test_a_registered_model_in_a_local_sqlite_store_needs_no_server(tmp_path, monkeypatch):
+    """A copy of the lesson in a project that tracks to sqlite:///, with the model's files on its disk."""
+    from sklearn.datasets import load_iris
+    from sklearn.dummy import DummyClassifier
+
+    features, species = load_iris(return_X_y=True)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    experiment_id = mlflow.create_experiment("local", artifact_location=(tmp_path / "artifacts").as_uri())
+    with mlflow.start_run(experiment_id=experiment_id):
+        mlflow.sklearn.log_model(
+            DummyClassifier(strategy="constant", constant=2).fit(features, species),
+            name="always_virginica",
+            input_example=features[:5],
+            pip_requirements=["scikit-learn"],
+            registered_model_name="local-model",
+        )
+
+    result = infer("python model_inferencing.py models:/local-model/1", uri, tmp_path / "project")
+
+    assert result.returncode == 0, result.stderr
+    assert printed_predictions(result.stdout) == [2] * 5
 
 
 def test_the_readme_shows_the_error_lines_as_printed(tracking_server, tmp_path):

@@ -2,13 +2,14 @@
 
 `make serve`, which runs the same command, is tested in tooling/test_make_serve.py."""
 
+import ast
 import json
 import shlex
 import subprocess
 
 import numpy as np
 import pytest
-from guide_commands import PING, PREDICT_DATAFRAME_SPLIT, PREDICT_INPUTS, SERVE, on_port
+from guide_commands import PING, PREDICT_ANY_SHELL, PREDICT_DATAFRAME_SPLIT, PREDICT_INPUTS, SERVE, on_port
 from helpers import REPO, port_of, post_json, step_env
 from sklearn.datasets import load_iris
 
@@ -39,14 +40,20 @@ def test_ping_answers(scoring_server):
 
 
 def readme_rows(command: str) -> list[list[float]]:
-    """The flowers a README `curl` command sends, read from its JSON body."""
+    """The flowers a README request sends: the JSON body of a `curl` command, or the `json=` of the Python line."""
+    if command.startswith("python"):
+        return ast.literal_eval(command.split("json=")[1].split(")")[0])["inputs"]
     body = json.loads(shlex.split(command)[-1])
     return body["inputs"] if "inputs" in body else body["dataframe_split"]["data"]
 
 
-@pytest.mark.parametrize("command", [PREDICT_INPUTS, PREDICT_DATAFRAME_SPLIT], ids=["inputs", "dataframe_split"])
+@pytest.mark.parametrize(
+    "command", [PREDICT_INPUTS, PREDICT_DATAFRAME_SPLIT, PREDICT_ANY_SHELL], ids=["inputs", "dataframe_split", "python"]
+)
 def test_readme_curl_commands_return_the_champions_predictions(scoring_server, champion, command):
-    result = subprocess.run(shlex.split(on_port(command, port_of(scoring_server))), capture_output=True, timeout=30)
+    # The venv's `python`, as in a terminal where it is active.
+    argv = shlex.split(on_port(command, port_of(scoring_server)))
+    result = subprocess.run(argv, capture_output=True, timeout=60, env=step_env("http://127.0.0.1:1"))
     assert result.returncode == 0, result.stderr
     # The README's own flowers, predicted here by the champion, and the answer the README shows: [0, 2].
     expected = champion.predict(np.array(readme_rows(command))).tolist()

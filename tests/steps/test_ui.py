@@ -12,8 +12,8 @@ import pytest
 from helpers import missing_service
 from playwright.sync_api import expect
 
+from tutorial import doctor
 from tutorial.names import IRIS_EXPERIMENT, MODEL_NAME
-from tutorial.server_check import require_tracking_server
 
 pytestmark = pytest.mark.browser
 SET_UP_SCREENSHOT = Path(tempfile.gettempdir()) / "test_ui-set-up.png"
@@ -62,7 +62,8 @@ def ui(tracking_server, notebook_run) -> UI:
     if not available:
         missing_service(reason)
     with set_up(f"the tracking server at {tracking_server.url}"):
-        require_tracking_server(tracking_server.url)
+        server = doctor.tracking_server(tracking_server.url)
+        assert server.ok, server.message
     with ExitStack() as stack:
         chromium = mlflow_ui.chromium_path() or "Playwright's own"
         with set_up(f"starting Chromium ({chromium})"):

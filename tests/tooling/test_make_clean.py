@@ -8,9 +8,10 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from helpers import fingerprint, make_in, port_of
+from helpers import fingerprint, make_in, missing_service, port_of
 from mlflow.entities import ViewType
 
 from maintainer.checkout import reader_env
@@ -121,3 +122,22 @@ def test_make_clean_ignores_a_venv_variable_from_the_environment(checkout_with_r
     assert result.returncode == 0, result.stderr
     assert (readers_own_venv / "bin").is_dir()
     assert not (checkout_with_runs / ".venv").exists()  # the checkout's own venv (here, the link) is what goes
+
+
+@pytest.mark.parametrize("target", ["clean-data", "doctor"])
+def test_the_targets_on_plain_python3_run_on_the_python_a_mac_ships(checkout_with_runs, target):
+    """`make clean-data` and `make doctor` run on plain python3, not the venv: on a Mac that is still 3.9, which the
+    guide itself does not support. They must work there, to delete the runs and to say which Python to install."""
+    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    python39 = next(iter(sorted(pyenv_root.glob("versions/3.9.*/bin/python3.9"))), None)
+    if python39 is None:
+        missing_service(f"no Python 3.9 under {pyenv_root} (pyenv provides it on the test machines)")
+    free_port = f"PORT={server_process.free_port()}"
+
+    result = make_in(checkout_with_runs, target, f"PYTHON={python39}", free_port)
+
+    assert "Traceback" not in result.stderr, result.stderr
+    if target == "clean-data":
+        assert result.returncode == 0 and "make clean-data CONFIRM=1" in result.stdout, result.stdout + result.stderr
+    else:
+        assert "FAIL python:" in result.stdout and "is Python 3.9" in result.stdout, result.stdout

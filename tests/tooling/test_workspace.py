@@ -31,7 +31,9 @@ def test_the_yaml_files_parse():
 
 def test_vscode_and_the_dev_container_use_the_makefiles_venv():
     venv = makefile_variable("VENV")
-    assert VSCODE_SETTINGS["python.defaultInterpreterPath"] == f"${{workspaceFolder}}/{venv}/bin/python"
+    # The venv's folder, not its bin/python: VS Code finds the interpreter in it, bin/python on Linux and macOS,
+    # Scripts\python.exe on Windows (the setting takes "a folder containing the Python interpreter").
+    assert VSCODE_SETTINGS["python.defaultInterpreterPath"] == f"${{workspaceFolder}}/{venv}"
     container_settings = DEV_CONTAINER["customizations"]["vscode"]["settings"]
     assert container_settings["python.defaultInterpreterPath"] == f"${{containerWorkspaceFolder}}/{venv}/bin/python"
     assert VSCODE_SETTINGS["jupyter.notebookFileRoot"] == "${workspaceFolder}"  # notebooks run from the root
