@@ -20,7 +20,7 @@ UV_VERSION := 0.13.9
 UV_COMPILE ?= --compile-bytecode
 
 .DEFAULT_GOAL := help
-.PHONY: help setup doctor tutorial serve bench bench-serve screenshots test test-latest mutations lint lock clean clean-data
+.PHONY: help setup doctor tutorial serve batch-spark bench bench-serve screenshots test test-latest mutations lint lock clean clean-data
 
 # `## text` after a target describes one of the guide's commands, `#m text` one of the maintainer's (CONTRIBUTING.md).
 help: ## List the targets
@@ -46,8 +46,14 @@ $(VENV)/.installed: requirements.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python $(UV_COMPILE) -r requirements.txt
 	touch $@
 
-# The tests, `make lint` and `make screenshots` also need requirements-dev.txt (pytest, Playwright, pre-commit, ...).
-$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+# Spark, for `make batch-spark` and the tests: apart from requirements.txt, since pyspark is about 450 MB.
+$(VENV)/.installed-spark: $(VENV)/.installed requirements-spark.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python $(UV_COMPILE) -r requirements-spark.txt
+	touch $@
+
+# The tests, `make lint` and `make screenshots` also need requirements-dev.txt (pytest, Playwright, pre-commit, ...),
+# and the tests need Spark too.
+$(VENV)/.installed-dev: $(VENV)/.installed-spark requirements-dev.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python $(UV_COMPILE) -r requirements-dev.txt
 	touch $@
 
@@ -60,6 +66,9 @@ tutorial: $(VENV)/.installed ## Start the tracking server and run every step of 
 
 serve: $(VENV)/.installed ## Serve the champion over REST on port PORT+1, 5001 (needs the server of `make tutorial`)
 	$(BIN)/python -m tutorial.serve --model-uri $(MODEL) --port $(SERVE_PORT) --tracking-uri http://127.0.0.1:$(PORT)
+
+batch-spark: $(VENV)/.installed-spark ## Score flowers.csv with the champion on Spark, local[*] (installs pyspark; Java 17+)
+	$(BIN)/python -m tutorial.batch_spark --port $(PORT)
 
 test: $(VENV)/.installed-dev ## Run the whole test suite
 	$(BIN)/python -m pytest
@@ -81,9 +90,10 @@ lint: $(VENV)/.installed-dev #m Check the code with the pre-commit hooks: ruff, 
 # they pull in, for Python 3.10 to 3.14 on every platform (--universal adds the markers). uv keeps the current
 # pins where they still fit: add --upgrade to move everything to the newest releases.
 LOCK := $(BIN)/uv pip compile --quiet --universal --python-version 3.10 --custom-compile-command "make lock"
-lock: $(VENV)/.installed #m Re-pin requirements.txt and requirements-dev.txt from the .in files
+lock: $(VENV)/.installed #m Re-pin requirements.txt, requirements-dev.txt and requirements-spark.txt from the .in files
 	$(LOCK) requirements.in -o requirements.txt
 	$(LOCK) requirements-dev.in -c requirements.txt -o requirements-dev.txt
+	$(LOCK) requirements-spark.in -c requirements.txt -o requirements-spark.txt
 
 # A maintainer's check that the guide still works when MLflow moves on: the same suite in .venv-latest,
 # installed from the .in files with mlflow and scikit-learn unpinned (the newest releases), the other
@@ -96,9 +106,10 @@ test-latest: #m Run the suite against the newest mlflow and scikit-learn, in .ve
 	$(LATEST)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	sed -E 's/^(mlflow|scikit-learn)==[^ ;]*/\1/' requirements.in > $(LATEST)/requirements.in
 	cp requirements-dev.in $(LATEST)/requirements-dev.in
-	$(LATEST)/bin/uv pip install --quiet --python $(LATEST)/bin/python --compile-bytecode -r $(LATEST)/requirements-dev.in
+	$(LATEST)/bin/uv pip install --quiet --python $(LATEST)/bin/python --compile-bytecode \
+		-r $(LATEST)/requirements-dev.in -r requirements-spark.in
 	@$(LATEST)/bin/python -c 'import mlflow, sklearn; print(f"Testing mlflow {mlflow.__version__}, scikit-learn {sklearn.__version__}")'
-	touch $(LATEST)/.installed $(LATEST)/.installed-dev
+	touch $(LATEST)/.installed $(LATEST)/.installed-spark $(LATEST)/.installed-dev
 	$(MAKE) test VENV=$(LATEST)
 
 mutations: $(VENV)/.installed-dev #m Break the code on purpose, one edit at a time, and check each edit fails its test

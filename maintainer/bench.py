@@ -11,7 +11,8 @@ figures measured in this same run, because shared machines are noisy. It measure
 - with --setup, once each: a fresh clone with cold caches and `make tutorial`, set-up included (with and
   without --compile-bytecode, where Python may and may not write __pycache__), against
   `pip install -r requirements.txt` followed by the original guide;
-- with --suite, once: `make test`, and with --suite-baseline REV the suite of an earlier commit too.
+- with --suite, once: `make test`, and with --suite-baseline REV the suite of an earlier commit too;
+- with --batch, step 9's jobs on generated tables (maintainer/bench_batch.py).
 
 The numbers are not committed: maintainer/docs/speed.md records the latest run, with its date and machine,
 and the project's goals for the ratios.
@@ -31,6 +32,7 @@ import time
 import timeit
 from pathlib import Path
 
+from maintainer.bench_batch import measure_batch_scoring, print_ratios
 from maintainer.checkout import fresh_copy, reader_env
 from maintainer.original_guide import run_original_guide
 from tutorial import server_process
@@ -54,7 +56,7 @@ def server_down_seconds(step: Step) -> float:
     started = time.monotonic()
     result = subprocess.run(shlex.split(step.command), cwd=REPO, env=env, capture_output=True, text=True)
     seconds = time.monotonic() - started
-    if result.returncode == 0 or "error: no MLflow tracking server answers" not in result.stderr:
+    if result.returncode == 0 or "make doctor" not in result.stderr.strip().splitlines()[-1]:
         sys.exit(f"error: {step.command} did not report the missing server:\n{result.stderr[-2000:]}")
     return seconds
 
@@ -187,6 +189,7 @@ def main() -> None:
     )
     parser.add_argument("--suite", action="store_true", help="also `make test`, once (minutes)")
     parser.add_argument("--suite-baseline", metavar="REV", help="and the suite of commit REV, in the same run")
+    parser.add_argument("--batch", action="store_true", help="also step 9: batch scoring, in one process and on Spark")
     parser.add_argument("--skip-tutorial", action="store_true", help="only the long variants asked for")
     args = parser.parse_args()
     table = Table(args.repeats)
@@ -218,6 +221,7 @@ def main() -> None:
                 "pip install -r requirements.txt + the original guide", lambda: pip_and_original_guide_seconds(temp)
             )
             table.rows.update(once.rows)
+        batch_rates = measure_batch_scoring(table, new_folder()) if args.batch else {}
         if args.suite:
             suite = Table(1)
             suite.measure("make test (whole suite)", lambda: suite_seconds(REPO))
@@ -244,6 +248,7 @@ def main() -> None:
         ours = table.median("fresh clone, cold caches: make tutorial")
         theirs = table.median("pip install -r requirements.txt + the original guide")
         print(f"  fresh clone + make tutorial / pip + the original guide: {ours / theirs:.2f}")
+    print_ratios(batch_rates)
     if args.suite and args.suite_baseline:
         ratio = table.median("make test (whole suite)") / table.median(f"make test at {args.suite_baseline}")
         print(f"  make test / make test at {args.suite_baseline}: {ratio:.2f}")

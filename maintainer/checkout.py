@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parent.parent
 VENV = VENV_BIN.parent  # the venv running this: .venv, or .venv-latest under `make test-latest`
 # What a fresh clone does not have: git's folder, venvs, the tutorial's data and logs, caches.
 NOT_IN_A_FRESH_CLONE = shutil.ignore_patterns(
-    ".git", ".venv*", "mlflow.db", "mlartifacts", "*.log", "__pycache__", ".*cache"
+    ".git", ".venv*", "mlflow.db", "mlartifacts", "*.log", "__pycache__", ".*cache", "flowers.csv", "*-predictions*"
 )
 
 

@@ -51,6 +51,62 @@ MUTATIONS = [
         "tests/steps/test_model_inferencing.py::test_inference_from_the_model_folder",
     ),
     Mutation(
+        "get_started.py leaves MLflow's retries on, for minutes without a server",
+        "get_started.py",
+        'os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")\n',
+        "",
+        "tests/steps/test_get_started.py::test_no_server_fails_fast_with_one_line_that_points_to_make_doctor",
+    ),
+    Mutation(
+        "`make doctor` takes whatever answers on the port for MLflow",
+        "tutorial/doctor.py",
+        'if status != 200 or answer.strip() != "OK":',
+        "if False:",
+        "tests/tooling/test_make_doctor.py::test_another_program_on_the_port_is_named_as_such",
+    ),
+    Mutation(
+        "`make doctor` checks the local address only, not a Codespace's forwarded one",
+        "tutorial/doctor.py",
+        "for host in [address] + ([forwarded] if forwarded else []):",
+        "for host in [address]:",
+        "tests/tooling/test_codespace.py::test_make_doctor_in_a_codespace_checks_the_forwarded_address",
+    ),
+    Mutation(
+        "`make doctor` passes a venv that does not match the lock",
+        "tutorial/doctor.py",
+        'if report["wrong"]:',
+        "if False:",
+        "tests/tooling/test_make_doctor.py::test_a_venv_that_does_not_match_the_lock_is_found",
+    ),
+    Mutation(
+        "`make tutorial` starts the server without checking mlflow.db's schema",
+        "tutorial/run.py",
+        "        doctor.database_schema(REPO, VENV_BIN.parent),\n",
+        "",
+        "tests/tooling/test_make_tutorial.py::test_make_tutorial_on_an_old_database_says_how_to_upgrade_it_and_changes_nothing",
+    ),
+    Mutation(
+        "batch_scoring.py scores with the champion, whatever --model asks for",
+        "batch_scoring.py",
+        "model = mlflow.pyfunc.load_model(model_uri)",
+        'model = mlflow.pyfunc.load_model("models:/tracking-iris-lr@champion")',
+        "tests/steps/test_batch_scoring.py::test_another_version_scores_when_asked_and_is_recorded",
+    ),
+    Mutation(
+        "batch_scoring.py records the alias, not the version it resolved to",
+        "batch_scoring.py",
+        'return (f"models:/{name}/{version}" if version else model_uri), version',
+        "return model_uri, version",
+        "tests/steps/test_batch_scoring.py::test_scoring_the_flowers_records_which_model_scored_them",
+    ),
+    Mutation(
+        "`make batch-spark` starts Spark without checking for Java",
+        "tutorial/batch_spark.py",
+        "doctor.require(doctor.java(os.environ), doctor.tracking_server(tracking_uri))",
+        "doctor.require(doctor.tracking_server(tracking_uri))",
+        "tests/steps/test_batch_scoring.py::test_no_java_gets_one_line_and_no_output",
+    ),
+    Mutation(
         "the notebook links `accuracy` to the training set",
         "ml_project.ipynb",
         'dataset = test_dataset if key == \\"accuracy\\" else train_dataset',
@@ -151,7 +207,9 @@ def caught(mutation: Mutation, folder: Path) -> tuple[bool, float]:
     apply(mutation, checkout)
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", mutation.caught_by]
     started = time.monotonic()
-    result = subprocess.run(command, cwd=checkout, env=reader_env(CI="true"), capture_output=True, text=True)
+    result = subprocess.run(
+        command, cwd=checkout, env=reader_env(CI="true", PYTEST_ADDOPTS=None), capture_output=True, text=True
+    )
     # Exit code 1 is "tests failed"; 2 to 5 (interrupted, usage, no tests collected) would not prove anything.
     return result.returncode == 1, time.monotonic() - started
 

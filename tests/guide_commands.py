@@ -63,6 +63,7 @@ TEAM_SERVER = (
     " --cors-allowed-origins https://mlflow.example.com --workers 4 --app-name basic-auth"
 )
 CLIENT_LOGIN = "export MLFLOW_TRACKING_URI=https://mlflow.example.com"
+CLIENT_RETRIES = "export MLFLOW_HTTP_REQUEST_MAX_RETRIES=3"  # what the team's clients set, beside the login
 # The admin changes a password; the tests put real ones in place of OLD_PASSWORD and NEW_PASSWORD.
 CHANGE_ADMIN_PASSWORD = (
     "curl -u admin:OLD_PASSWORD -X PATCH https://mlflow.example.com/api/2.0/mlflow/users/update-password"
@@ -83,10 +84,17 @@ DUMP_AUTH = "pg_dump -U postgres --format=custom mlflow_auth"
 RESTORE_TRACKING = "pg_restore -U postgres --no-owner --role=mlflow --dbname=mlflow"
 RESTORE_AUTH = "pg_restore -U postgres --no-owner --role=mlflow --dbname=mlflow_auth"
 
+# Step 9 on Spark: docs/batch-scoring-on-spark.md. The tests put a real master and file in place of the placeholders.
+SCORE_ON_SPARK = steps.SCORE_ON_SPARK
+MAKE_BATCH_SPARK = "make batch-spark"
+BATCH_SCORING_ON_A_CLUSTER = "spark-submit --master spark://<host>:7077 batch_scoring_spark.py <file or s3a://... path>"
+SPARK_PAGE = "docs/batch-scoring-on-spark.md"
+
 TEAM_PAGE = "docs/team-server.md"
 TEAM_COMMANDS = (
     TEAM_SERVER,
     CLIENT_LOGIN,
+    CLIENT_RETRIES,
     CHANGE_ADMIN_PASSWORD,
     CREATE_USER,
     DUMP_TRACKING,
@@ -94,4 +102,8 @@ TEAM_COMMANDS = (
     RESTORE_TRACKING,
     RESTORE_AUTH,
 )
-SHOWN_IN = {command: TEAM_PAGE for command in TEAM_COMMANDS}
+SHOWN_IN = {command: TEAM_PAGE for command in TEAM_COMMANDS} | {
+    PREDICT_DATAFRAME_SPLIT: "docs/under-the-hood.md",
+    SCORE_ON_SPARK: SPARK_PAGE,
+    BATCH_SCORING_ON_A_CLUSTER: SPARK_PAGE,
+}

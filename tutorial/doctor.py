@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import socket
 import sqlite3
 import ssl
@@ -344,6 +345,34 @@ def output_encoding(stream) -> Finding:
     return Finding("output", True, f"this output is in {encoding}, which shows MLflow's run links")
 
 
+INSTALL_JAVA = (
+    "install Java 17 or newer (Debian, Ubuntu: `sudo apt install openjdk-17-jre-headless`; macOS: "
+    "`brew install openjdk@17`; Windows: `winget install Microsoft.OpenJDK.17`)"
+)
+
+
+def java(env: dict) -> Finding:
+    """Spark needs Java 17 or newer: the one JAVA_HOME names, as Spark picks it, or else `java` on PATH."""
+    java_home = env.get("JAVA_HOME")
+    command = str(Path(java_home, "bin", "java")) if java_home else shutil.which("java", path=env.get("PATH"))
+    where = f"JAVA_HOME={java_home}" if java_home else "PATH"
+    if not command or not Path(command).is_file():
+        return Finding("java", False, f"Spark needs Java, and there is none on {where}: {INSTALL_JAVA}")
+    try:
+        banner = subprocess.run([command, "-version"], capture_output=True, text=True, timeout=30).stderr
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return Finding("java", False, f"{command} does not run ({err}): {INSTALL_JAVA}")
+    version = re.search(r'version "(?:1\.)?(\d+)', banner)
+    if version is None or int(version[1]) < 17:
+        found = f"Java {version[1]}" if version else "an unknown Java"
+        return Finding("java", False, f"{command} is {found}, and Spark 4 needs 17 or newer: {INSTALL_JAVA}")
+    return Finding("java", True, f"{command} is Java {version[1]}, which Spark 4 runs on")
+
+
+def has_pyspark(venv: Path) -> bool:
+    return any(venv.glob("lib/python3*/site-packages/pyspark")) or (venv / "Lib/site-packages/pyspark").is_dir()
+
+
 def run_checks(port: int, venv: Path, env: dict) -> list[Finding]:
     uri = env.get("MLFLOW_TRACKING_URI") or f"http://127.0.0.1:{port}"
     server = tracking_server(uri)
@@ -357,6 +386,7 @@ def run_checks(port: int, venv: Path, env: dict) -> list[Finding]:
         serving_port(port + 1),
         certificate(env),
         output_encoding(sys.stdout),
+        java(env) if has_pyspark(venv) else Finding("java", True, "not needed: no pyspark (make batch-spark adds it)"),
     ]
 
 

@@ -83,12 +83,15 @@ def start_tracking_server(port: int) -> subprocess.Popen:
 def run_step(step: Step, env: dict, **placeholders: str) -> None:
     """Run one step exactly as the README shows it, its <placeholders> filled in, in the repository folder, with
     `env` (where MLFLOW_TRACKING_URI names the server); stop if it fails. `make screenshots` runs the steps so too."""
-    command = fill_in(step.command, **placeholders)
-    print(f"\n{step.label()}\n      $ {command}", flush=True)
+    print(f"\n{step.label()}", flush=True)
     started = time.monotonic()
-    result = subprocess.run(shlex.split(command), cwd=REPO, env=env)
-    if result.returncode != 0:
-        raise SystemExit(f"error: step {step.number} failed with exit code {result.returncode} (see its output above)")
+    for command in [step.before, fill_in(step.command, **placeholders)]:
+        if command is None:
+            continue
+        print(f"      $ {command}", flush=True)
+        result = subprocess.run(shlex.split(command), cwd=REPO, env=env)
+        if result.returncode != 0:
+            raise SystemExit(f"error: step {step.number} failed with exit code {result.returncode} (see above)")
     print(f"      done in {time.monotonic() - started:.1f} s", flush=True)
 
 

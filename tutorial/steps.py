@@ -15,6 +15,7 @@ class Step:
     command: str | None  # as the README shows it; <model-folder> stands for a path the reader copies; None: in the UI
     # None if `make tutorial` runs the step; otherwise what the tutorial tells the reader about it
     not_run_because: str | None = None
+    before: str | None = None  # a command the README shows first, which makes what the step's command needs
 
     @property
     def number(self) -> int:
@@ -56,6 +57,17 @@ SERVING = Step(
     "mlflow models serve -m models:/tracking-iris-lr@champion -p 5001 --env-manager local",
     not_run_because="it runs until you stop it: `make serve` in another terminal, once the tutorial is done",
 )
+BATCH_SCORING = Step(
+    "Score a dataset in batch",
+    "python batch_scoring.py flowers.csv",
+    before=(
+        """python -c "from sklearn.datasets import load_iris; """
+        """load_iris(as_frame=True).data.to_csv('flowers.csv', index=False)\""""
+    ),
+)
+
+# Step 9's job on Spark (`make batch-spark` runs it; docs/batch-scoring-on-spark.md shows it).
+SCORE_ON_SPARK = "python batch_scoring_spark.py flowers.csv"
 
 STEPS = (
     ENVIRONMENT,
@@ -66,4 +78,5 @@ STEPS = (
     INFERENCE_FROM_FILES,
     MODEL_REGISTRY,
     SERVING,
+    BATCH_SCORING,
 )

@@ -36,10 +36,10 @@ def test_readme_headings_follow_the_list_of_steps():
 
 def test_readme_shows_each_steps_command():
     for step in STEPS:
-        if step.command:
-            section = README.split(f"### {step.number}. {step.title}\n")[1].split("\n### ")[0]
-            pattern = r"\S+".join(re.escape(part) for part in re.split(r"<[a-z-]+>", step.command))
-            assert re.search(pattern, section), f"step {step.number} does not show {step.command}"
+        section = README.split(f"### {step.number}. {step.title}\n")[1].split("\n### ")[0]
+        for command in filter(None, [step.before, step.command]):
+            pattern = r"\S+".join(re.escape(part) for part in re.split(r"<[a-z-]+>", command))
+            assert re.search(pattern, section), f"step {step.number} does not show {command}"
 
 
 def test_every_page_in_docs_is_linked_from_the_readme():

@@ -16,8 +16,8 @@ from packaging.utils import canonicalize_name
 
 from tutorial.check_python import NEWEST, OLDEST
 
-LOCK_FILES = ["requirements.txt", "requirements-dev.txt"]
-INPUT_FILES = ["requirements.in", "requirements-dev.in"]
+LOCK_FILES = ["requirements.txt", "requirements-dev.txt", "requirements-spark.txt"]
+INPUT_FILES = ["requirements.in", "requirements-dev.in", "requirements-spark.in"]
 # Packages the venv brings along, not the guide: pip (and setuptools on Python 3.11) come with `python -m venv`.
 VENV_SEEDS = {"pip", "setuptools"}
 

@@ -11,7 +11,7 @@ import mlflow
 import nbformat
 import numpy as np
 from expected_state import assert_notebook_results
-from helpers import STRICT_WARNINGS, notebook_cells
+from helpers import REPO, STRICT_WARNINGS, notebook_cells
 from nbclient import NotebookClient
 
 from tutorial.names import MODEL_NAME
@@ -19,6 +19,18 @@ from tutorial.names import MODEL_NAME
 
 def test_notebook_logs_registers_and_promotes(tracking_server, notebook_run):
     assert_notebook_results(tracking_server.client(), times_run=1)
+
+
+def test_the_readmes_figures_are_the_winners(tracking_server, notebook_run):
+    """Step 5 names the winner, its cv_accuracy as printed and the 30 test flowers: all read back from the server."""
+    client = tracking_server.client()
+    champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
+    run = client.get_run(champion.run_id)
+    readme = (REPO / "README.md").read_text()
+    assert run.info.run_name == "lr-C-1.5" and "`lr-C-1.5` wins" in readme
+    assert f"ties on `cv_accuracy` ({run.data.metrics['cv_accuracy']:.3f})" in readme
+    [test_set] = [i.dataset for i in run.inputs.dataset_inputs if i.dataset.name == "iris-test"]
+    assert json.loads(test_set.profile)["features_shape"] == [30, 4] and "the 30 test flowers" in readme
 
 
 def test_champion_predicts_iris_species(tracking_server, notebook_run, monkeypatch):

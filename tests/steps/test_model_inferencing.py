@@ -87,6 +87,15 @@ def test_the_readmes_registry_commands(tracking_server, notebook_run, command, t
     assert printed_predictions(result.stdout) == expected_predictions(model_uri)
 
 
+def test_the_readmes_sample_output_is_what_a_notebook_model_prints(tracking_server, notebook_run, tmp_path):
+    """Every model the notebook logs predicts the same on its input example, so the README's sample holds for each."""
+    result = infer(INFER_BY_ALIAS, tracking_server.url, tmp_path)
+
+    readme = (REPO / "README.md").read_text()
+    for line in ("Input example (5 rows):", "Predictions: [0, 0, 1, 0, 0]"):
+        assert line in result.stdout.splitlines() and f"\n{line}\n" in readme, result.stdout
+
+
 def test_help_says_where_to_copy_the_path_from(tmp_path):
     result = infer("python model_inferencing.py --help", "http://127.0.0.1:1", tmp_path)
 

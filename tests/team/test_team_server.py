@@ -35,6 +35,7 @@ from expected_state import (
 from guide_commands import (
     CHANGE_ADMIN_PASSWORD,
     CLIENT_LOGIN,
+    CLIENT_RETRIES,
     CREATE_USER,
     DUMP_AUTH,
     DUMP_TRACKING,
@@ -210,6 +211,7 @@ def admin(team_server):
     with pytest.MonkeyPatch.context() as monkeypatch:
         for name, value in login.items():
             monkeypatch.setenv(name, value)
+        monkeypatch.setenv(*CLIENT_RETRIES.removeprefix("export ").split("="))  # and the retries, as the page says
         yield login
 
 

@@ -6,12 +6,14 @@ import json
 import re
 import shlex
 import shutil
+import subprocess
 import urllib.error
 import urllib.request
 
 import pytest
-from helpers import REPO, step_env
+from helpers import REPO, port_of, step_env
 
+from maintainer.checkout import reader_env
 from maintainer.tracking_server import SERVER_SETTINGS
 from tutorial import server_process
 from tutorial.names import TRACKING_PORT
@@ -98,3 +100,20 @@ def test_the_dev_container_gives_a_hand_typed_mlflow_ui_the_same_hosts_as_the_tu
         "MLFLOW_SERVER_ALLOWED_HOSTS": flags[flags.index("--allowed-hosts") + 1],
         "MLFLOW_SERVER_CORS_ALLOWED_ORIGINS": flags[flags.index("--cors-allowed-origins") + 1],
     }
+
+
+@pytest.mark.parametrize("allows_the_forwarded_address", [True, False], ids=["tutorials-server", "bare-mlflow-ui"])
+def test_make_doctor_in_a_codespace_checks_the_forwarded_address(
+    codespace_server, tracking_server, allows_the_forwarded_address
+):
+    """The tutorial's server passes; a server started without the flags (the session's own) is named, with the fix."""
+    port = codespace_server if allows_the_forwarded_address else port_of(tracking_server.url)
+    command = [str(VENV_BIN / "python"), "-m", "tutorial.doctor", "--port", str(port)]
+
+    result = subprocess.run(command, cwd=REPO, env=reader_env(**CODESPACE), capture_output=True, text=True, timeout=60)
+
+    [host_line] = [line for line in result.stdout.splitlines() if line.split(":")[0].endswith(" host")]
+    if allows_the_forwarded_address:
+        assert host_line.startswith("ok") and forwarded_host(port) in host_line, host_line
+    else:
+        assert host_line.startswith("FAIL") and forwarded_host(port) in host_line and "make tutorial" in host_line

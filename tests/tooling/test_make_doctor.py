@@ -18,7 +18,7 @@ from tutorial import server_process
 from tutorial.doctor import migration_revisions
 from tutorial.venv import VENV_BIN
 
-CHECKS = ["python", "venv", "server", "host", "database", "mlruns", "serving", "certificate", "output"]
+CHECKS = ["python", "venv", "server", "host", "database", "mlruns", "serving", "certificate", "output", "java"]
 
 
 def doctor(checkout, port: int, **env_changes: str) -> subprocess.CompletedProcess:

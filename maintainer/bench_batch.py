@@ -1,0 +1,117 @@
+"""Batch scoring's speed: `make bench BENCH_ARGS=--batch` (maintainer/docs/speed.md, "Batch scoring").
+
+On one generated table per size, in one run: `model.predict` on the whole table in this process (the floor),
+pandas reading and writing it alone, `python batch_scoring.py` as a whole, `python batch_scoring_spark.py` in
+`local[*]` as a whole, and a Spark session's start-up on its own. The model is a champion like the guide's (the
+notebook's `lr-C-1.5`), registered in a SQLite store of its own, so no tracking server is needed.
+"""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tutorial.venv import VENV_BIN, with_venv_on_path
+
+REPO = Path(__file__).resolve().parent.parent
+FEATURES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+SPARK_START = "from pyspark.sql import SparkSession; SparkSession.builder.getOrCreate().stop()"
+
+
+def register_a_champion(folder: Path) -> str:
+    """Train the guide's winning model, register it and give it @champion, in folder/mlflow.db; return the URI."""
+    import mlflow
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    features, species = load_iris(return_X_y=True)
+    model = LogisticRegression(solver="lbfgs", C=1.5, max_iter=1000, random_state=42).fit(features, species)
+    experiment = mlflow.create_experiment("bench", artifact_location=(folder / "artifacts").as_uri())
+    with mlflow.start_run(experiment_id=experiment):
+        info = mlflow.sklearn.log_model(
+            model,
+            name="iris_lr",
+            input_example=features[:5],
+            pip_requirements=["scikit-learn"],
+            registered_model_name="tracking-iris-lr",
+        )
+    mlflow.MlflowClient().set_registered_model_alias("tracking-iris-lr", "champion", info.registered_model_version)
+    return uri
+
+
+def generated_table(rows: int, path: Path) -> Path:
+    """`rows` flowers: the iris flowers over and over, each measured again with a little noise (as the tests make)."""
+    from sklearn.datasets import load_iris
+
+    iris = load_iris(as_frame=True).data
+    table = iris.sample(rows, replace=True, random_state=7).reset_index(drop=True)
+    table = (table + np.random.default_rng(7).normal(0, 0.1, table.shape)).round(2).clip(lower=0.1)
+    table.to_parquet(path, index=False)
+    return path
+
+
+def timed(command: list[str], folder: Path, env: dict) -> float:
+    started = time.monotonic()
+    subprocess.run(command, cwd=folder, env=env, check=True, capture_output=True)
+    return time.monotonic() - started
+
+
+def measure_batch_scoring(table, folder: Path, sizes: tuple[int, ...] = (100_000, 1_000_000)) -> dict:
+    """Add the figures to `table` (bench.Table); return the rows per second of each job, by size."""
+    uri = register_a_champion(folder)
+    env = with_venv_on_path({**os.environ, "MLFLOW_TRACKING_URI": uri, "SPARK_LOCAL_IP": "127.0.0.1"})
+    python = str(VENV_BIN / "python")
+    table.measure(
+        "batch: a Spark session's start-up (local[*])", lambda: timed([python, "-c", SPARK_START], folder, env)
+    )
+    rates = {}
+    for rows in sizes:
+        for name, job in jobs_on(generated_table(rows, folder / f"flowers-{rows}.parquet"), folder, env).items():
+            table.measure(f"batch, {rows:,} rows: {name}", job)
+            rates[(rows, name)] = rows / table.median(f"batch, {rows:,} rows: {name}")
+    return rates
+
+
+def jobs_on(path: Path, folder: Path, env: dict) -> dict:
+    """What to time on one table: each a function that returns its seconds."""
+    import mlflow
+
+    flowers = pd.read_parquet(path)[FEATURES].to_numpy()
+    model = mlflow.pyfunc.load_model("models:/tracking-iris-lr@champion")
+    python = str(VENV_BIN / "python")
+
+    def predict_only() -> float:
+        started = time.monotonic()
+        model.predict(flowers)
+        return time.monotonic() - started
+
+    def read_and_write_only() -> float:
+        started = time.monotonic()
+        pd.read_parquet(path).assign(prediction=0).to_parquet(folder / "written.parquet", index=False)
+        return time.monotonic() - started
+
+    return {
+        "model.predict on the table, in this process": predict_only,
+        "pandas: read the table and write it back": read_and_write_only,
+        "python batch_scoring.py (whole process)": lambda: timed(
+            [python, str(REPO / "batch_scoring.py"), str(path)], folder, env
+        ),
+        "python batch_scoring_spark.py, local[*] (whole process)": lambda: timed(
+            [python, str(REPO / "batch_scoring_spark.py"), str(path)], folder, env
+        ),
+    }
+
+
+def print_ratios(rates: dict) -> None:
+    for (rows, name), per_second in rates.items():
+        print(f"  batch, {rows:,} rows: {name}: {per_second:,.0f} rows/s")
+
+
+if __name__ == "__main__":
+    sys.exit("error: run it through `make bench BENCH_ARGS=--batch`")

@@ -1,0 +1,266 @@
+"""Batch scoring, step 9: `python batch_scoring.py flowers.csv` scores a file with the champion and records which model
+scored it; `make batch-spark` and `batch_scoring_spark.py` do the same on Spark, in `local[*]` and on a real standalone
+cluster (pyspark's own `spark-class`: a master and a worker on loopback).
+
+Every job's predictions must equal the champion's, computed here in-process, row for row: on the 150 iris flowers and
+on a generated table of 100,000 flowers. The scripts run alone in an empty folder, as a reader who copied them would.
+"""
+
+import json
+import os
+import shlex
+import shutil
+import urllib.request
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from guide_commands import BATCH_SCORING_ON_A_CLUSTER, SCORE_ON_SPARK
+from helpers import (
+    REPO,
+    alone_in_a_folder,
+    assert_one_line_error,
+    make_in,
+    missing_service,
+    port_of,
+    run_command,
+    step_env,
+)
+
+from tutorial import doctor, server_process
+from tutorial.names import MODEL_NAME
+from tutorial.steps import BATCH_SCORING
+from tutorial.venv import VENV_BIN
+
+FEATURES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+LARGE_TABLE_ROWS = 100_000
+# Spark listens on loopback only: the tests' traffic stays on this machine.
+LOOPBACK = {"SPARK_LOCAL_IP": "127.0.0.1"}
+
+
+def score(tracking_server, folder, command: str, **extra_env: str):
+    """Run a scoring command in `folder`, where the scripts lie alone with the data."""
+    return run_command(command, tracking_server.url, cwd=folder, timeout=600, extra_env={**LOOPBACK, **extra_env})
+
+
+@pytest.fixture
+def flowers(tmp_path):
+    """A folder with batch_scoring.py, batch_scoring_spark.py and flowers.csv, written by step 9's own command."""
+    folder = alone_in_a_folder("batch_scoring.py", tmp_path / "project")
+    shutil.copy(REPO / "batch_scoring_spark.py", folder)
+    result = run_command(BATCH_SCORING.before, "http://127.0.0.1:1", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+@pytest.fixture(scope="module")
+def large_table(tmp_path_factory):
+    """100,000 flowers in Parquet: the iris flowers over and over, each measured again with a little noise."""
+    from sklearn.datasets import load_iris
+
+    iris = load_iris(as_frame=True).data
+    rng = np.random.default_rng(7)
+    rows = iris.sample(LARGE_TABLE_ROWS, replace=True, random_state=7).reset_index(drop=True)
+    rows = (rows + rng.normal(0, 0.1, rows.shape)).round(2).clip(lower=0.1)
+    path = tmp_path_factory.mktemp("large-table") / "flowers.parquet"
+    rows.to_parquet(path, index=False)
+    return path
+
+
+def assert_champions_predictions(output, champion, input_rows: pd.DataFrame) -> None:
+    """The output holds every input row, each with the prediction the champion gives it here, in this process."""
+    scored = pd.read_parquet(output)
+    assert len(scored) == len(input_rows)
+    assert sorted(map(tuple, scored[FEATURES].to_numpy())) == sorted(map(tuple, input_rows[FEATURES].to_numpy()))
+    expected = champion.predict(scored[FEATURES].to_numpy())
+    assert scored["prediction"].tolist() == expected.tolist()
+    assert set(expected) == {0, 1, 2}  # all three species: a constant answer would not pass
+
+
+def test_scoring_the_flowers_records_which_model_scored_them(tracking_server, champion, flowers):
+    result = score(tracking_server, flowers, BATCH_SCORING.command)
+
+    assert result.returncode == 0, result.stderr
+    output = flowers / "flowers-predictions.parquet"
+    rows = pd.read_csv(flowers / "flowers.csv")
+    assert_champions_predictions(output, champion, rows)
+    assert f"Scored flowers.csv with models:/{MODEL_NAME}@champion: {output.name}" in result.stdout
+    # The README's search finds the run, and the run names the data, the model and the output.
+    client = tracking_server.client()
+    experiment = client.get_experiment_by_name("Batch scoring")
+    [run] = client.search_runs([experiment.experiment_id], filter_string="dataset.name = 'flowers.csv'")
+    champion_version = client.get_model_version_by_alias(MODEL_NAME, "champion")
+    assert run.info.run_name == "score-flowers.csv" and run.info.status == "FINISHED"
+    assert run.data.tags["model_version"] == champion_version.version
+    assert run.data.tags["model_uri"] == f"models:/{MODEL_NAME}/{champion_version.version}"
+    assert f"models:/{run.data.tags['model_id']}" == champion_version.source
+    assert run.data.tags["output"] == str(output.resolve())
+    assert run.data.metrics["rows"] == 150
+    [dataset_input] = run.inputs.dataset_inputs
+    assert dataset_input.dataset.name == "flowers.csv"
+    assert dataset_input.dataset.digest == mlflow.data.from_numpy(rows[FEATURES].to_numpy()).digest
+    assert [(tag.key, tag.value) for tag in dataset_input.tags] == [("mlflow.data.context", "scoring")]
+
+
+def test_another_version_scores_when_asked_and_is_recorded(tracking_server, champion, flowers, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server.url)
+    version_2 = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/2")
+    rows = pd.read_csv(flowers / "flowers.csv")[FEATURES].to_numpy()
+    assert version_2.predict(rows).tolist() != champion.predict(rows).tolist()  # one flower tells them apart
+
+    result = score(tracking_server, flowers, f"{BATCH_SCORING.command} --model models:/{MODEL_NAME}/2")
+
+    assert result.returncode == 0, result.stderr
+    assert_champions_predictions(
+        flowers / "flowers-predictions.parquet", version_2, pd.read_csv(flowers / "flowers.csv")
+    )
+    run = tracking_server.client().search_runs(
+        [tracking_server.client().get_experiment_by_name("Batch scoring").experiment_id],
+        filter_string="tags.model_version = '2'",
+    )
+    assert run and run[0].data.tags["model_uri"] == f"models:/{MODEL_NAME}/2"
+
+
+def test_a_table_of_100000_flowers_in_one_process(tracking_server, champion, large_table, tmp_path):
+    folder = alone_in_a_folder("batch_scoring.py", tmp_path / "project")
+    shutil.copy(large_table, folder)
+
+    result = score(tracking_server, folder, "python batch_scoring.py flowers.parquet")
+
+    assert result.returncode == 0, result.stderr
+    assert_champions_predictions(folder / "flowers-predictions.parquet", champion, pd.read_parquet(large_table))
+
+
+@pytest.mark.parametrize(
+    "problem, expected",
+    [
+        ("unknown-model", "no-such-model"),
+        ("missing-file", "no-such-file.csv"),
+        ("wrong-columns", "has no column 'petal width (cm)'"),
+    ],
+)
+def test_bad_input_gets_one_line_and_leaves_no_output(tracking_server, notebook_run, flowers, problem, expected):
+    if problem == "wrong-columns":
+        pd.read_csv(flowers / "flowers.csv").drop(columns="petal width (cm)").to_csv(flowers / "flowers.csv")
+    command = {
+        "unknown-model": f"{BATCH_SCORING.command} --model models:/no-such-model@champion",
+        "missing-file": "python batch_scoring.py no-such-file.csv",
+        "wrong-columns": BATCH_SCORING.command,
+    }[problem]
+
+    result = score(tracking_server, flowers, command)
+
+    assert_one_line_error(result, expected)
+    assert sorted(path.name for path in flowers.iterdir()) == [
+        "batch_scoring.py",
+        "batch_scoring_spark.py",
+        "flowers.csv",
+    ]
+
+
+# ---- Spark ----
+
+
+@pytest.fixture(scope="module")
+def spark():
+    """Skip on a laptop without pyspark or Java 17 (fail in CI, which installs both)."""
+    if shutil.which("spark-submit", path=str(VENV_BIN)) is None:
+        missing_service("pyspark is not installed: `make test` installs requirements-spark.txt")
+    java = doctor.java(dict(os.environ))
+    if not java.ok:
+        missing_service(java.message)
+
+
+@pytest.mark.spark
+def test_make_batch_spark_scores_the_flowers_on_spark_like_the_champion(
+    spark, tracking_server, champion, checkout_with_runs
+):
+    result = make_in(checkout_with_runs, "batch-spark", f"PORT={port_of(tracking_server.url)}", timeout=600)
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = pd.read_csv(checkout_with_runs / "flowers.csv")
+    assert_champions_predictions(checkout_with_runs / "flowers-predictions-spark", champion, rows)
+
+
+@pytest.mark.spark
+def test_a_table_of_100000_flowers_on_spark_in_this_process(spark, tracking_server, champion, large_table, flowers):
+    shutil.copy(large_table, flowers)
+
+    result = score(tracking_server, flowers, SCORE_ON_SPARK.replace("flowers.csv", "flowers.parquet"))
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_champions_predictions(flowers / "flowers-predictions-spark", champion, pd.read_parquet(large_table))
+
+
+def workers_alive(master_ui: str) -> int:
+    with urllib.request.urlopen(f"{master_ui}/json/", timeout=5) as response:
+        return sum(worker["state"] == "ALIVE" for worker in json.load(response)["workers"])
+
+
+@pytest.fixture(scope="module")
+def spark_cluster(spark, tmp_path_factory):
+    """A standalone Spark cluster on loopback: a master and one worker with 2 cores, from pyspark's spark-class."""
+    folder = tmp_path_factory.mktemp("spark-cluster")
+    port, master_ui_port, worker_ui_port = (server_process.free_port() for _ in range(3))
+    env = {**step_env("http://127.0.0.1:1"), **LOOPBACK, "SPARK_LOG_DIR": str(folder), "SPARK_WORKER_DIR": str(folder)}
+    spark_class = str(VENV_BIN / "spark-class")
+    master_command = [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1"]
+    master_command += ["--port", str(port), "--webui-port", str(master_ui_port)]
+    worker_command = [spark_class, "org.apache.spark.deploy.worker.Worker", f"spark://127.0.0.1:{port}"]
+    worker_command += ["--host", "127.0.0.1", "--webui-port", str(worker_ui_port), "--cores", "2", "--memory", "2g"]
+    master_ui = f"http://127.0.0.1:{master_ui_port}"
+    master = server_process.start(master_command, folder / "master.log", cwd=folder, env=env)
+    worker = None
+    try:
+        server_process.wait_until_healthy(master, master_ui, folder / "master.log")
+        worker = server_process.start(worker_command, folder / "worker.log", cwd=folder, env=env)
+        server_process.wait_until_healthy(worker, f"http://127.0.0.1:{worker_ui_port}", folder / "worker.log")
+        for _ in range(150):  # the worker registers with the master a moment after its own UI is up
+            if workers_alive(master_ui):
+                break
+            server_process.time.sleep(0.2)
+        assert workers_alive(master_ui) == 1, server_process.tail(folder / "worker.log")
+        yield f"spark://127.0.0.1:{port}"
+    finally:
+        for process in (worker, master):
+            if process is not None:
+                server_process.stop(process)
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("table", ["flowers.csv", "flowers.parquet"], ids=["150-flowers", "100000-flowers"])
+def test_the_same_job_on_a_standalone_cluster(spark_cluster, tracking_server, champion, large_table, flowers, table):
+    shutil.copy(large_table, flowers)
+    command = BATCH_SCORING_ON_A_CLUSTER.replace("spark://<host>:7077", spark_cluster)
+    command = command.replace("<file or s3a://... path>", str(flowers / table))
+
+    result = score(tracking_server, flowers, command)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = pd.read_csv(flowers / table) if table.endswith(".csv") else pd.read_parquet(large_table)
+    assert_champions_predictions(flowers / f"{table.split('.')[0]}-predictions-spark", champion, rows)
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("how", ["make batch-spark", "the script"])
+def test_no_java_gets_one_line_and_no_output(spark, tracking_server, notebook_run, flowers, checkout_with_runs, how):
+    """Spark finds Java through JAVA_HOME first, as Spark's own launcher does: one that leads nowhere is a laptop
+    without Java, as Spark sees it."""
+    no_java = {"JAVA_HOME": str(flowers / "no-such-jdk")}
+    if how == "make batch-spark":
+        result = make_in(checkout_with_runs, "batch-spark", f"PORT={port_of(tracking_server.url)}", **no_java)
+        assert result.returncode != 0 and "Traceback" not in result.stderr
+        [error] = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert "Spark needs Java" in error and "openjdk-17-jre-headless" in error, error
+        assert not (checkout_with_runs / "flowers-predictions-spark").exists()
+    else:
+        result = score(tracking_server, flowers, SCORE_ON_SPARK, **no_java)
+        assert_one_line_error(result, "make doctor")
+        assert not (flowers / "flowers-predictions-spark").exists()
+
+
+def test_the_spark_page_shows_the_cluster_command():
+    page = (REPO / "docs/batch-scoring-on-spark.md").read_text()
+    assert BATCH_SCORING_ON_A_CLUSTER in page and SCORE_ON_SPARK in page
+    assert shlex.split(SCORE_ON_SPARK)[1] == "batch_scoring_spark.py"
