@@ -184,6 +184,27 @@ MUTATIONS = [
         "tests/team/test_team_server.py::test_the_documented_address_reaches_the_server_and_no_other_does",
     ),
     Mutation(
+        "the compose file names the example domain again",
+        "deploy/docker-compose.yml",
+        "- ${MLFLOW_DOMAIN:?set MLFLOW_DOMAIN in .env},localhost:5000,127.0.0.1:5000",
+        "- mlflow.example.com,localhost:5000,127.0.0.1:5000",
+        "tests/team/test_deploy_files.py::test_compose_server_command_is_the_readme_command",
+    ),
+    Mutation(
+        "certbot's deploy hook copies the certificate but does not reload nginx",
+        "deploy/renew-certificate.sh",
+        '${RELOAD_PROXY:-docker compose --project-directory "$deploy" exec -T proxy nginx -s reload}',
+        "true",
+        "tests/team/test_team_server.py::test_a_renewed_certificate_is_served_after_the_deploy_hook",
+    ),
+    Mutation(
+        "git no longer ignores the private key's folder",
+        ".gitignore",
+        "deploy/certs/\n",
+        "",
+        "tests/team/test_deploy_files.py::test_every_key_dump_and_env_the_page_writes_is_ignored_by_git",
+    ),
+    Mutation(
         "the team server lets every user edit what others created",
         "deploy/basic_auth.ini",
         "default_permission = READ",

@@ -53,36 +53,66 @@ def on_port(command: str, port: int) -> str:
     return moved
 
 
-# docs/team-server.md. The tests replace the database's address, the port and --host 0.0.0.0
-# (they bind to 127.0.0.1 only); every flag stays. deploy/docker-compose.yml carries the same flags.
-# Clients reach it through the TLS proxy, at the address CLIENT_LOGIN gives.
+# docs/team-server.md. Its commands run in deploy/, with the operator's names and keys from deploy/.env in the
+# shell; the tests give them names that are not the examples (team_services.TEAM_NAMES). For the server, they replace
+# the database's address, the port and --host 0.0.0.0 (they bind to 127.0.0.1 only); every flag stays.
+# deploy/docker-compose.yml carries the same flags. Clients reach it through the TLS proxy, at the address
+# CLIENT_LOGIN gives, whose example domain the tests replace with theirs.
+COPY_ENV = "cp .env.example .env"
+READ_ENV = "set -a; . ./.env; set +a"
 TEAM_SERVER = (
     "mlflow server --backend-store-uri postgresql://mlflow@postgres:5432/mlflow"
-    " --artifacts-destination s3://mlflow-artifacts --serve-artifacts"
-    " --host 0.0.0.0 --port 5000 --allowed-hosts mlflow.example.com,localhost:5000,127.0.0.1:5000"
-    " --cors-allowed-origins https://mlflow.example.com --workers 4 --app-name basic-auth"
+    ' --artifacts-destination "s3://$MLFLOW_BUCKET" --serve-artifacts'
+    ' --host 0.0.0.0 --port 5000 --allowed-hosts "$MLFLOW_DOMAIN,localhost:5000,127.0.0.1:5000"'
+    ' --cors-allowed-origins "https://$MLFLOW_DOMAIN" --workers 4 --app-name basic-auth'
 )
-CLIENT_LOGIN = "export MLFLOW_TRACKING_URI=https://mlflow.example.com"
+INSTALL_TEAM_SERVER = "pip install -r ../requirements.txt -r requirements-team.txt"
+EXAMPLE_DOMAIN = "mlflow.example.com"
+CLIENT_LOGIN = f"export MLFLOW_TRACKING_URI=https://{EXAMPLE_DOMAIN}"
 CLIENT_RETRIES = "export MLFLOW_HTTP_REQUEST_MAX_RETRIES=3"  # what the team's clients set, beside the login
 # The admin changes a password; the tests put real ones in place of OLD_PASSWORD and NEW_PASSWORD.
 CHANGE_ADMIN_PASSWORD = (
-    "curl -u admin:OLD_PASSWORD -X PATCH https://mlflow.example.com/api/2.0/mlflow/users/update-password"
+    f"curl -u admin:OLD_PASSWORD -X PATCH https://{EXAMPLE_DOMAIN}/api/2.0/mlflow/users/update-password"
     """ -H 'Content-Type: application/json' -d '{"username": "admin", "current_password": "OLD_PASSWORD","""
     """ "password": "NEW_PASSWORD"}'"""
 )
-
-# The admin creates a user; the tests put real passwords in place of ADMIN_PASSWORD and USER_PASSWORD.
+# The admin creates a user and removes one; the tests put real passwords in place of ADMIN_PASSWORD and USER_PASSWORD.
 CREATE_USER = (
-    "curl -u admin:ADMIN_PASSWORD -X POST https://mlflow.example.com/api/2.0/mlflow/users/create"
+    f"curl -u admin:ADMIN_PASSWORD -X POST https://{EXAMPLE_DOMAIN}/api/2.0/mlflow/users/create"
     """ -H 'Content-Type: application/json' -d '{"username": "alice", "password": "USER_PASSWORD"}'"""
 )
+DELETE_USER = (
+    f"curl -u admin:ADMIN_PASSWORD -X DELETE https://{EXAMPLE_DOMAIN}/api/2.0/mlflow/users/delete"
+    """ -H 'Content-Type: application/json' -d '{"username": "alice"}'"""
+)
 
-# Backup and restore: the page runs them in the postgres container (`docker compose exec -T postgres ...`), with the
-# dump on standard output or input; the tests run them against their own cluster.
+# The bucket, and the server's keys that reach it alone: an administrator runs these with the names in the shell.
+READ_NAMES = "export $(grep -E '^(MLFLOW_BUCKET|AWS_DEFAULT_REGION)=' .env)"
+CREATE_BUCKET = (
+    'aws s3api create-bucket --bucket "$MLFLOW_BUCKET" --region "$AWS_DEFAULT_REGION"'
+    ' --create-bucket-configuration LocationConstraint="$AWS_DEFAULT_REGION"'
+)
+CREATE_SERVER_USER = "aws iam create-user --user-name mlflow-server"
+PUT_SERVER_POLICY = (
+    "aws iam put-user-policy --user-name mlflow-server --policy-name mlflow-artifacts"
+    """ --policy-document "$(envsubst '$MLFLOW_BUCKET' < s3-artifacts-policy.json)\""""
+)
+CREATE_SERVER_KEY = "aws iam create-access-key --user-name mlflow-server"
+
+# Certificates: certbot's renewal through the proxy, and its deploy hook (deploy/renew-certificate.sh).
+RENEW_CERTIFICATE = 'certbot renew --webroot -w "$PWD/certbot-webroot" --deploy-hook "$PWD/renew-certificate.sh"'
+
+# Backup, restore and upgrade: the page runs pg_dump, pg_restore, pg_isready and mlflow in the containers
+# (`docker compose exec -T postgres ...`, `docker compose run --rm mlflow ...`); the tests run them against their own
+# cluster, and the aws commands against their S3 server.
 DUMP_TRACKING = "pg_dump -U postgres --format=custom mlflow"
 DUMP_AUTH = "pg_dump -U postgres --format=custom mlflow_auth"
+BACKUP_BUCKET = 'aws s3 sync "s3://$MLFLOW_BUCKET" backup/artifacts --endpoint-url "$MLFLOW_S3_ENDPOINT_URL"'
+WAIT_FOR_POSTGRES = "pg_isready -U postgres -d mlflow"
 RESTORE_TRACKING = "pg_restore -U postgres --no-owner --role=mlflow --dbname=mlflow"
 RESTORE_AUTH = "pg_restore -U postgres --no-owner --role=mlflow --dbname=mlflow_auth"
+RESTORE_BUCKET = 'aws s3 sync backup/artifacts "s3://$MLFLOW_BUCKET" --endpoint-url "$MLFLOW_S3_ENDPOINT_URL"'
+UPGRADE_DATABASE = "mlflow db upgrade postgresql://mlflow@postgres:5432/mlflow"
 
 # Step 9 on Spark: docs/batch-scoring-on-spark.md. The tests put a real master and file in place of the placeholders.
 SCORE_ON_SPARK = steps.SCORE_ON_SPARK
@@ -92,15 +122,29 @@ SPARK_PAGE = "docs/batch-scoring-on-spark.md"
 
 TEAM_PAGE = "docs/team-server.md"
 TEAM_COMMANDS = (
+    COPY_ENV,
+    READ_ENV,
     TEAM_SERVER,
+    INSTALL_TEAM_SERVER,
     CLIENT_LOGIN,
     CLIENT_RETRIES,
     CHANGE_ADMIN_PASSWORD,
     CREATE_USER,
+    DELETE_USER,
+    READ_NAMES,
+    CREATE_BUCKET,
+    CREATE_SERVER_USER,
+    PUT_SERVER_POLICY,
+    CREATE_SERVER_KEY,
+    RENEW_CERTIFICATE,
     DUMP_TRACKING,
     DUMP_AUTH,
+    BACKUP_BUCKET,
+    WAIT_FOR_POSTGRES,
     RESTORE_TRACKING,
     RESTORE_AUTH,
+    RESTORE_BUCKET,
+    UPGRADE_DATABASE,
 )
 SHOWN_IN = {command: TEAM_PAGE for command in TEAM_COMMANDS} | {
     PREDICT_DATAFRAME_SPLIT: "docs/under-the-hood.md",

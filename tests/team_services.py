@@ -4,6 +4,7 @@ PostgreSQL runs from its server binaries (initdb, pg_ctl), as the `postgres` use
 run as root, because PostgreSQL refuses to run as root. moto's server stands in for MinIO or S3.
 """
 
+import json
 import os
 import re
 import shutil
@@ -15,14 +16,56 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+from guide_commands import CREATE_BUCKET, CREATE_SERVER_KEY, CREATE_SERVER_USER, PUT_SERVER_POLICY
 from helpers import REPO
 
 from tutorial import server_process
-from tutorial.venv import VENV_BIN
+from tutorial.venv import VENV_BIN, with_venv_on_path
 
 POSTGRES_PASSWORD = "test-only-postgres-password"  # a throwaway database on loopback
-S3_BUCKET = "mlflow-artifacts"
-S3_REGION = "us-east-1"
+
+# The operator's names, as deploy/.env holds them: not the page's examples, so that a name left written into a file
+# of deploy/ (mlflow.example.com, mlflow-artifacts) fails the tests that render and run it.
+TEAM_NAMES = {
+    "MLFLOW_DOMAIN": "mlflow.research.acme.test",
+    "MLFLOW_BUCKET": "acme-research-mlflow-artifacts",
+    "AWS_DEFAULT_REGION": "eu-west-1",
+    "MLFLOW_RATE_PER_ADDRESS": "10",
+    "MLFLOW_BURST_PER_ADDRESS": "40",
+}
+TEAM_HOSTNAME = TEAM_NAMES["MLFLOW_DOMAIN"]  # the name clients reach, and the certificate's
+S3_BUCKET = TEAM_NAMES["MLFLOW_BUCKET"]
+S3_REGION = TEAM_NAMES["AWS_DEFAULT_REGION"]
+
+
+def render_like_compose(text: str, env: dict) -> str:
+    """Docker Compose's interpolation of a compose file: ${NAME} and ${NAME:?message} take the value in `env` (.env);
+    a blank or missing one stops compose, as it would."""
+
+    def value(match: re.Match) -> str:
+        name, rest = match[1], match[2] or ""
+        if rest.startswith(":?") and not env.get(name):
+            raise ValueError(f"compose would stop: {rest[2:]}")
+        return env.get(name, "")
+
+    return re.sub(r"\$\{([A-Z0-9_]+)((?::\?|:-)[^}]*)?\}", value, text)
+
+
+def render_like_the_nginx_image(template: Path, container_env: dict) -> str:
+    """What the nginx image's entrypoint writes for a file of /etc/nginx/templates: envsubst, told to fill in only the
+    variables defined in the container's environment, so that nginx's own $variables stay."""
+    defined = " ".join(f"${{{name}}}" for name in container_env)
+    result = subprocess.run(
+        ["envsubst", defined], input=template.read_text(), env=container_env, capture_output=True, text=True, check=True
+    )
+    return result.stdout
+
+
+def page_command(command: str, cwd: Path, env: dict, **kwargs) -> subprocess.CompletedProcess:
+    """A shell command of docs/team-server.md, run by bash as a reader's terminal would, in `cwd` (deploy/)."""
+    return subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=cwd, env=env, text=True, **kwargs)
+
 
 POSTGRES_MAJOR = 15  # the version docs/team-server.md names and .ci/run installs
 
@@ -61,10 +104,11 @@ class Postgres:
         """A SQLAlchemy URL without the password: libpq reads it from $PGPASSWORD, so it stays out of `ps`."""
         return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
 
-    def start(self) -> None:
+    def start(self, wait: bool = True) -> None:
+        """Start the server; with wait=False, return before it accepts connections, as `docker compose up -d` does."""
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.folder}"
         pg_ctl = [self.bin_dir / "pg_ctl", "-D", self.data, "-l", self.folder / "postgres.log", "-o", options]
-        subprocess.run(_as_postgres_user([*pg_ctl, "-w", "start"]), check=True, capture_output=True)
+        subprocess.run(_as_postgres_user([*pg_ctl, "-w" if wait else "-W", "start"]), check=True, capture_output=True)
 
     def stop(self) -> None:
         # pg_ctl stops the server whose process id is in data/postmaster.pid, and waits for it.
@@ -84,7 +128,7 @@ class Postgres:
 
 
 @contextmanager
-def running_postgres(bin_dir: Path) -> Iterator[Postgres]:
+def running_postgres(bin_dir: Path, wait: bool = True) -> Iterator[Postgres]:
     """A new PostgreSQL cluster in a temp folder, on a free loopback port, with password logins over TCP."""
     folder = Path(tempfile.mkdtemp(prefix="mlflow-postgres-"))
     password_file = folder / "password"
@@ -100,7 +144,7 @@ def running_postgres(bin_dir: Path) -> Iterator[Postgres]:
     ]
     # fmt: on
     subprocess.run(_as_postgres_user(initdb), check=True, capture_output=True)
-    postgres.start()
+    postgres.start(wait)
     try:
         yield postgres
     finally:
@@ -128,6 +172,15 @@ def s3_client(store: S3Store):
     )
 
 
+def deploy_folder(folder: Path, s3: S3Store) -> Path:
+    """deploy/ as an operator has it, where the page's commands run: the shipped files, and a .env with the
+    operator's names, the S3 endpoint and the server's keys (the other secrets play no part in these tests)."""
+    shutil.copytree(REPO / "deploy", folder, dirs_exist_ok=True)
+    settings = {**TEAM_NAMES, **s3.credentials, "MLFLOW_S3_ENDPOINT_URL": s3.url}
+    (folder / ".env").write_text("".join(f"{name}={value}\n" for name, value in settings.items()))
+    return folder
+
+
 OTHER_BUCKET = "another-teams-bucket"  # in the same store: the server's keys must not reach it
 # The actions that set the store up: two buckets, the server's user, its policy and its key. moto checks
 # credentials and IAM policies on every request after these.
@@ -138,8 +191,8 @@ SETUP_ACTIONS = 5
 def running_s3(log_folder: Path) -> Iterator[S3Store]:
     """moto's S3 server on a free loopback port, with the artifact bucket, enforcing IAM policies.
 
-    The server's keys are made as docs/team-server.md makes them: a user whose only policy is
-    deploy/s3-artifacts-policy.json. They are the only keys the tests give MLflow, or use themselves.
+    The bucket and the server's keys are made by the page's own `aws` commands: a user whose only policy is
+    deploy/s3-artifacts-policy.json, filled in. They are the only keys the tests give MLflow, or use themselves.
     """
     import boto3
 
@@ -151,14 +204,20 @@ def running_s3(log_folder: Path) -> Iterator[S3Store]:
     try:
         url = f"http://127.0.0.1:{port}"
         server_process.wait_until_healthy(server, f"{url}/moto-api/", log_file)
+        # The administrator's setup, as the page runs it, against this S3 server: the bucket in its region, and the
+        # server's user, policy (filled in with the bucket's name) and key. moto counts these as its unchecked setup.
+        # The administrator's own credentials (moto takes any for its setup), and the names read from .env.
+        admin = with_venv_on_path({**os.environ, **TEAM_NAMES, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"})
+        commands = [CREATE_BUCKET, CREATE_SERVER_USER, PUT_SERVER_POLICY, CREATE_SERVER_KEY]
+        answers = [
+            page_command(f"{command} --endpoint-url {url}", REPO / "deploy", admin, capture_output=True, check=True)
+            for command in commands
+        ]
+        key = json.loads(answers[-1].stdout)["AccessKey"]
         setup = {"endpoint_url": url, "region_name": S3_REGION, "aws_access_key_id": "x", "aws_secret_access_key": "x"}
-        s3, iam = boto3.client("s3", **setup), boto3.client("iam", **setup)
-        for bucket in (S3_BUCKET, OTHER_BUCKET):
-            s3.create_bucket(Bucket=bucket)
-        iam.create_user(UserName="mlflow-server")
-        policy = (REPO / "deploy" / "s3-artifacts-policy.json").read_text()
-        iam.put_user_policy(UserName="mlflow-server", PolicyName="mlflow-artifacts", PolicyDocument=policy)
-        key = iam.create_access_key(UserName="mlflow-server")["AccessKey"]
+        boto3.client("s3", **setup).create_bucket(  # another team's, in the same store
+            Bucket=OTHER_BUCKET, CreateBucketConfiguration={"LocationConstraint": S3_REGION}
+        )
         credentials = {
             "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
             "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
@@ -169,39 +228,29 @@ def running_s3(log_folder: Path) -> Iterator[S3Store]:
         server_process.stop(server)
 
 
-TEAM_HOSTNAME = "mlflow.example.com"  # the name docs/team-server.md gives clients, and the certificate's
+@dataclass
+class CertificateAuthority:
+    """A certificate authority made for this test run (trustme), which issues certificates for TEAM_HOSTNAME."""
+
+    authority: object  # trustme.CA
+    certificate: Path  # the authority's own certificate: what clients trust (MLFLOW_TRACKING_SERVER_CERT_PATH)
+
+    def issue(self, folder: Path) -> tuple[Path, Path]:
+        """A new certificate for TEAM_HOSTNAME, and its key, as certbot lays them out: (fullchain.pem, privkey.pem)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        leaf = self.authority.issue_cert(TEAM_HOSTNAME)
+        chain, key = folder / "fullchain.pem", folder / "privkey.pem"
+        chain.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+        key.write_bytes(leaf.private_key_pem.bytes())
+        return chain, key
 
 
-def make_certificate(folder: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for TEAM_HOSTNAME, made for this test run: (certificate, key)."""
-    import datetime
+def certificate_authority(folder: Path) -> CertificateAuthority:
+    import trustme
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, TEAM_HOSTNAME)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(TEAM_HOSTNAME)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    certificate_path, key_path = folder / "fullchain.pem", folder / "privkey.pem"
-    certificate_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return certificate_path, key_path
+    authority = trustme.CA()
+    authority.cert_pem.write_to_path(str(folder / "team-ca.pem"))
+    return CertificateAuthority(authority, folder / "team-ca.pem")
 
 
 def nginx_binary() -> Path | None:
@@ -209,22 +258,40 @@ def nginx_binary() -> Path | None:
     return Path(found) if found else None
 
 
-@contextmanager
-def running_tls_proxy(folder: Path, upstream_port: int) -> Iterator[int]:
-    """Debian's nginx with deploy/nginx.conf, on a free loopback port, in front of MLflow. Yields its port.
+@dataclass
+class Proxy:
+    port: int  # HTTPS, in place of 443
+    plain_port: int  # HTTP, in place of 80
+    folder: Path  # its nginx.conf, and certs/ and certbot-webroot/ as in deploy/
+    nginx_conf: Path
 
-    The compose file's addresses become loopback ones and the certificate is made for this run; every other
-    line (TLS, the Host passed on, the rate limit) is the file as it ships.
+    def reload_command(self) -> str:
+        """`nginx -s reload`, as `docker compose exec proxy nginx -s reload` runs it in the container."""
+        return f"{nginx_binary()} -c {self.nginx_conf} -s reload"
+
+
+@contextmanager
+def running_tls_proxy(
+    folder: Path, upstream_port: int, authority: CertificateAuthority, **names: str
+) -> Iterator[Proxy]:
+    """Debian's nginx with deploy/nginx.conf.template, rendered as the nginx image renders it with the compose file's
+    environment (TEAM_NAMES, or `names` in their place), on free loopback ports, in front of MLflow.
+
+    The compose network's addresses become loopback ones, and the container's paths the test's folders; every other
+    line (TLS, the Host passed on, the rate limit, the challenge files) is the template as it ships.
     """
     port, plain_port = server_process.free_port(), server_process.free_port()
-    certificate, key = make_certificate(folder)
-    site = (REPO / "deploy" / "nginx.conf").read_text()
+    authority.issue(folder / "certs")
+    (folder / "certbot-webroot").mkdir(exist_ok=True)
+    proxy_env = yaml.safe_load((REPO / "deploy" / "docker-compose.yml").read_text())["services"]["proxy"]["environment"]
+    container_env = {name: render_like_compose(value, {**TEAM_NAMES, **names}) for name, value in proxy_env.items()}
+    site = render_like_the_nginx_image(REPO / "deploy" / "nginx.conf.template", {**container_env, "PATH": "/usr/bin"})
     replacements = [
         ("listen 443 ssl;", f"listen 127.0.0.1:{port} ssl;"),
         ("listen 80;", f"listen 127.0.0.1:{plain_port};"),
         ("proxy_pass http://mlflow:5000;", f"proxy_pass http://127.0.0.1:{upstream_port};"),
-        ("/etc/nginx/certs/fullchain.pem", str(certificate)),
-        ("/etc/nginx/certs/privkey.pem", str(key)),
+        ("/etc/nginx/certs/", f"{folder}/certs/"),
+        ("/var/www/certbot", f"{folder}/certbot-webroot"),
     ]
     for old, new in replacements:
         assert old in site, old
@@ -251,6 +318,6 @@ def running_tls_proxy(folder: Path, upstream_port: int) -> Iterator[int]:
             if proxy.poll() is not None or time.monotonic() > deadline:
                 raise server_process.ServerFailedToStart(f"nginx did not start:\n{server_process.tail(log_file)}")
             time.sleep(0.1)
-        yield port
+        yield Proxy(port, plain_port, folder, folder / "nginx.conf")
     finally:
         server_process.stop(proxy)

@@ -1,9 +1,12 @@
 """deploy/: the docker-compose setup for a team server. Docker cannot pull images here, so these tests
-read the files: the compose file parses, and its server runs the command of docs/team-server.md, flag for flag."""
+read the files: the compose file parses, and its server runs the command of docs/team-server.md, flag for flag, with
+the operator's names from .env; nothing else names the examples; what the page writes stays out of git; and the
+bare-metal install resolves on every Python the guide supports. test_team_server.py runs the rendered files."""
 
 import configparser
+import os
 import re
-import shlex
+import subprocess
 from importlib.metadata import distribution
 
 import team_services
@@ -16,7 +19,8 @@ from packaging.utils import canonicalize_name
 from maintainer.tracking_server import SERVER_SETTINGS
 
 DEPLOY = REPO / "deploy"
-COMPOSE = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+COMPOSE_TEXT = (DEPLOY / "docker-compose.yml").read_text()
+COMPOSE = yaml.safe_load(COMPOSE_TEXT)
 
 
 def flags(command: list[str]) -> dict:
@@ -44,10 +48,13 @@ def test_only_the_tls_proxy_is_published():
     published = {name for name, service in COMPOSE["services"].items() if "ports" in service}
     assert published == {"proxy"}
     assert COMPOSE["services"]["proxy"]["ports"] == ["443:443", "80:80"]
-    assert "./nginx.conf:/etc/nginx/conf.d/mlflow.conf:ro" in COMPOSE["services"]["proxy"]["volumes"]
-    nginx = (DEPLOY / "nginx.conf").read_text()
+    # The nginx image renders /etc/nginx/templates/*.template into /etc/nginx/conf.d/ when it starts.
+    assert (
+        "./nginx.conf.template:/etc/nginx/templates/mlflow.conf.template:ro" in COMPOSE["services"]["proxy"]["volumes"]
+    )
+    nginx = (DEPLOY / "nginx.conf.template").read_text()
     assert "proxy_pass http://mlflow:5000;" in nginx and "listen 443 ssl;" in nginx
-    assert "return 301 https://$host$request_uri;" in nginx  # port 80 only redirects
+    assert "return 301 https://$host$request_uri;" in nginx  # port 80 redirects, but for certbot's challenges
 
 
 def test_every_long_running_service_restarts_on_failure():
@@ -106,10 +113,14 @@ def test_the_server_settings_are_the_ones_the_tests_run():
         assert environment[name] == value, name
 
 
-def test_env_example_ships_no_usable_secret_and_compose_refuses_blanks():
-    example = dict(
+def env_example() -> dict:
+    return dict(
         line.split("=", 1) for line in (DEPLOY / ".env.example").read_text().splitlines() if line and line[0] != "#"
     )
+
+
+def test_env_example_ships_no_usable_secret_and_compose_refuses_blanks():
+    example = env_example()
     assert example and all(value == "" for value in example.values()), example
     references = re.findall(r"\$\{([A-Z0-9_]+)([^}]*)\}", (DEPLOY / "docker-compose.yml").read_text())
     for name, rest in references:
@@ -118,21 +129,26 @@ def test_env_example_ships_no_usable_secret_and_compose_refuses_blanks():
 
 
 def test_compose_server_command_is_the_readme_command():
-    compose_command = [str(word) for word in COMPOSE["services"]["mlflow"]["command"]]
-    readme_command = shlex.split(TEAM_SERVER)
+    """Both rendered with the operator's names: compose's interpolation of .env, and bash's of the shell's variables."""
+    # .env filled in: the operator's names, and a value for every secret (which play no part in the command).
+    filled = {name: team_services.TEAM_NAMES.get(name, f"test-only-{name.lower()}") for name in env_example()}
+    rendered = yaml.safe_load(team_services.render_like_compose(COMPOSE_TEXT, filled))
+    compose_command = [str(word) for word in rendered["services"]["mlflow"]["command"]]
+    env = {**os.environ, **team_services.TEAM_NAMES}
+    printed = team_services.page_command(f'printf "%s\\0" {TEAM_SERVER}', REPO, env, capture_output=True, check=True)
+    readme_command = printed.stdout.split("\0")[:-1]
     assert compose_command[:2] == readme_command[:2] == ["mlflow", "server"]
     assert flags(compose_command) == flags(readme_command)
     team_flags = {"--backend-store-uri", "--artifacts-destination", "--app-name", "--allowed-hosts", "--workers"}
     assert team_flags <= set(flags(readme_command))
+    assert flags(readme_command)["--allowed-hosts"].startswith(team_services.TEAM_HOSTNAME + ",")
+    assert flags(readme_command)["--artifacts-destination"] == f"s3://{team_services.S3_BUCKET}"
 
 
 def test_every_secret_comes_from_env_and_is_listed_in_env_example():
     compose_text = (DEPLOY / "docker-compose.yml").read_text()
     used = set(re.findall(r"\$\{([A-Z0-9_]+)", compose_text))
-    example = dict(
-        line.split("=", 1) for line in (DEPLOY / ".env.example").read_text().splitlines() if line and line[0] != "#"
-    )
-    assert used == set(example)
+    assert used == set(env_example())
 
 
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|_KEY|KEY_ID|ROOT_USER", re.IGNORECASE)
@@ -170,3 +186,56 @@ def test_env_files_with_secrets_are_ignored_by_git():
     assert ignored.stdout.split() == ["deploy/.env", ".env"], ignored.stderr
     example = git("check-ignore", "deploy/.env.example")
     assert example.returncode == 1, example.stderr  # not ignored: it ships
+
+
+EXAMPLES = ("mlflow.example.com", "mlflow-artifacts")
+
+
+def test_no_file_of_deploy_names_the_examples_but_in_comments():
+    """The operator's names come from .env; a name left written into a file would serve someone else's."""
+    for path in DEPLOY.iterdir():
+        if path.is_file() and path.name != ".env.example":
+            for number, line in enumerate(path.read_text().splitlines(), start=1):
+                code = line.split("#")[0] if path.suffix != ".json" else line
+                assert not any(example in code for example in EXAMPLES), f"{path.name}:{number}: {line}"
+
+
+# Every place the page's commands write a key, a dump or an .env: deploy/.env, the certificates, the backups, the
+# challenge files (docs/team-server.md), with a file name in each folder as the commands write it.
+WRITTEN_BY_THE_PAGE = [
+    "deploy/.env",
+    "deploy/certs/fullchain.pem",
+    "deploy/certs/privkey.pem",
+    "deploy/backup/mlflow.dump",
+    "deploy/backup/mlflow_auth.dump",
+    "deploy/backup/artifacts/1/models/m-0/artifacts/MLmodel",
+    "deploy/certbot-webroot/.well-known/acme-challenge/a-token",
+]
+
+
+def test_every_key_dump_and_env_the_page_writes_is_ignored_by_git():
+    ignored = git("check-ignore", *WRITTEN_BY_THE_PAGE).stdout.split()
+    assert ignored == WRITTEN_BY_THE_PAGE
+    page = (REPO / "docs/team-server.md").read_text()
+    for folder in ("certs/", "backup/", "certbot-webroot"):
+        assert folder in page, folder
+
+
+def test_basic_auth_ships_the_login_cache_the_tests_run_and_the_page_explains():
+    config = configparser.ConfigParser()
+    config.read(DEPLOY / "basic_auth.ini")
+    assert config["mlflow"]["auth_cache_ttl_seconds"] == "60"
+    assert "`auth_cache_ttl_seconds = 60`" in (REPO / "docs/team-server.md").read_text()
+
+
+def test_the_bare_metal_install_resolves_on_every_python_the_guide_supports():
+    """`pip install -r requirements.txt -r deploy/requirements-team.txt`, resolved by uv for every Python from the
+    oldest the guide supports on (--universal), wheels only: a pin that needs a newer Python fails here, as
+    wtforms 3.3 would on 3.10."""
+    from tutorial.check_python import OLDEST
+    from tutorial.venv import VENV_BIN
+
+    command = [str(VENV_BIN / "uv"), "pip", "compile", "requirements.txt", "deploy/requirements-team.txt", "--no-deps"]
+    command += ["--only-binary", ":all:", "--universal", "--python-version", "{}.{}".format(*OLDEST)]
+    result = subprocess.run([*command, "--quiet", "-o", os.devnull], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -9,6 +9,7 @@ import http.client
 import os
 import re
 import shlex
+import shutil
 import socket
 import ssl
 import subprocess
@@ -33,18 +34,24 @@ from expected_state import (
     printed_predictions,
 )
 from guide_commands import (
+    BACKUP_BUCKET,
     CHANGE_ADMIN_PASSWORD,
-    CLIENT_LOGIN,
     CLIENT_RETRIES,
     CREATE_USER,
+    DELETE_USER,
     DUMP_AUTH,
     DUMP_TRACKING,
+    EXAMPLE_DOMAIN,
     INFER_BY_ALIAS,
+    READ_ENV,
     RESTORE_AUTH,
+    RESTORE_BUCKET,
     RESTORE_TRACKING,
     RUN_NOTEBOOK,
     SMOKE_TEST,
     TEAM_SERVER,
+    UPGRADE_DATABASE,
+    WAIT_FOR_POSTGRES,
 )
 from helpers import REPO, missing_service, run_command
 from mlflow import MlflowClient
@@ -57,11 +64,14 @@ from tutorial.venv import with_venv_on_path
 pytestmark = pytest.mark.postgres
 
 ADMIN_PASSWORD = "test-only-admin-password"
+CACHED_LOGINS = "auth_cache_ttl_seconds = 60"  # what deploy/basic_auth.ini ships with
+TEAM_NAMES = team_services.TEAM_NAMES
 MLFLOW_DB_PASSWORD = "test-only-mlflow-password"
 
 
 def team_server_command(postgres_port: int, port: int, auth: bool = True, workers: int = 4) -> list[str]:
-    """The team server command, with this machine's database port and a free port, bound to loopback."""
+    """The team server command, with this machine's database port and a free port, bound to loopback, as bash turns
+    it into arguments with the operator's names of deploy/.env (team_services.TEAM_NAMES) in the shell."""
     command = TEAM_SERVER
     replacements = [("postgres:5432", f"127.0.0.1:{postgres_port}"), ("--host 0.0.0.0", "--host 127.0.0.1")]
     replacements += [("5000", str(port)), ("--workers 4", f"--workers {workers}")]
@@ -70,22 +80,25 @@ def team_server_command(postgres_port: int, port: int, auth: bool = True, worker
     for old, new in replacements:
         assert old in command
         command = command.replace(old, new)
-    return shlex.split(command)
+    env = {**os.environ, **team_services.TEAM_NAMES}
+    printed = team_services.page_command(f'printf "%s\\0" {command}', REPO, env, capture_output=True, check=True)
+    return printed.stdout.split("\0")[:-1]
 
 
 class TeamServer:
     """The team server of docs/team-server.md, which the tests can stop and start again on the same port."""
 
-    def __init__(self, postgres, s3, folder: Path, auth: bool = True, auth_cache_seconds: int = 0, workers: int = 4):
+    def __init__(self, postgres, s3, folder: Path, auth: bool = True, cached_logins: bool = True, workers: int = 4):
         self.postgres, self.folder, self.port, self.auth = postgres, folder, server_process.free_port(), auth
         self.s3, self.workers = s3, workers
         self.url = f"http://127.0.0.1:{self.port}"
         auth_config = (REPO / "deploy" / "basic_auth.ini").read_text()
         auth_config = auth_config.replace("postgres:5432", f"127.0.0.1:{postgres.port}")
-        if auth_cache_seconds:
-            # The documented trade-off (docs/team-server.md, "Logins cost CPU"): each worker checks a login once
-            # per period instead of on every request, and a changed password may work on for that long.
-            auth_config += f"auth_cache_ttl_seconds = {auth_cache_seconds}\n"
+        if not cached_logins:
+            # The page's other choice ("Logins cost CPU"): every request checks its password, so a changed password
+            # takes effect at once. The file ships with the cache.
+            assert CACHED_LOGINS in auth_config
+            auth_config = auth_config.replace(CACHED_LOGINS, "auth_cache_ttl_seconds = 0")
         auth_config_path = folder / f"basic_auth-{self.port}.ini"
         auth_config_path.write_text(auth_config)
         self.env = with_venv_on_path(
@@ -151,12 +164,12 @@ def postgres():
 
 @pytest.fixture(scope="module")
 def team_server(postgres, tmp_path_factory):
-    """The team server, with logins cached for a minute: each request of the guide's steps would otherwise pay a
-    password hash, scrypt (its cost: maintainer/docs/speed.md, "The team server"). The password test has a server
-    without it."""
+    """The team server, with deploy/basic_auth.ini as it ships: logins cached for a minute, since each request of the
+    guide's steps would otherwise pay a password hash, scrypt (its cost: maintainer/docs/speed.md, "The team
+    server"). The password test has a server without the cache."""
     folder = tmp_path_factory.mktemp("team-server")
     with team_services.running_s3(folder) as s3:
-        server = TeamServer(postgres, s3, folder, auth_cache_seconds=60)
+        server = TeamServer(postgres, s3, folder)
         server.start()
         try:
             yield server
@@ -164,28 +177,35 @@ def team_server(postgres, tmp_path_factory):
             server.stop()
 
 
-DOCUMENTED_URL = CLIENT_LOGIN.split("=", 1)[1]  # https://mlflow.example.com
+DOCUMENTED_URL = f"https://{team_services.TEAM_HOSTNAME}"  # CLIENT_LOGIN's, with the operator's domain for the example
 
 
 @dataclass
 class PublicAddress:
-    url: str  # https://mlflow.example.com:<the proxy's port>
+    url: str  # https://<MLFLOW_DOMAIN>:<the proxy's port>
     port: int
-    certificate: Path
+    certificate: Path  # the team's certificate authority, which clients trust
+    proxy: team_services.Proxy
 
 
 def curl_through_proxy(command: str, proxy_port: int, certificate: Path) -> subprocess.CompletedProcess:
     """Run a curl command of docs/team-server.md against the proxy: the documented URL, on the test's port, with
     the name resolved to loopback and the run's certificate trusted."""
-    command = command.replace(f"{DOCUMENTED_URL}/", f"{DOCUMENTED_URL}:{proxy_port}/")
+    command = command.replace(f"https://{EXAMPLE_DOMAIN}/", f"{DOCUMENTED_URL}:{proxy_port}/")
     resolve = f"{team_services.TEAM_HOSTNAME}:{proxy_port}:127.0.0.1"
     options = ["--resolve", resolve, "--cacert", str(certificate), "--fail", "--silent", "--show-error"]
     return subprocess.run([*shlex.split(command), *options], capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture(scope="module")
-def public_url(team_server, tmp_path_factory) -> PublicAddress:
-    """The address docs/team-server.md gives clients, https://mlflow.example.com, served by deploy/nginx.conf.
+def team_ca(tmp_path_factory) -> team_services.CertificateAuthority:
+    """The team's certificate authority, made for this run: it issues the proxy's certificates, clients trust it."""
+    return team_services.certificate_authority(tmp_path_factory.mktemp("team-ca"))
+
+
+@pytest.fixture(scope="module")
+def public_url(team_server, team_ca, tmp_path_factory) -> PublicAddress:
+    """The address docs/team-server.md gives clients, https://<MLFLOW_DOMAIN>, served by deploy/nginx.conf.template.
 
     The proxy listens on a free loopback port rather than 443, and TEST_HOSTNAMES resolves the name to loopback,
     here and in every step the tests start (tests/resolve_hostnames). Clients trust the run's certificate through
@@ -194,14 +214,15 @@ def public_url(team_server, tmp_path_factory) -> PublicAddress:
     if team_services.nginx_binary() is None:
         missing_service("no nginx: install Debian's `nginx` package")
     folder = tmp_path_factory.mktemp("tls-proxy")
-    with team_services.running_tls_proxy(folder, team_server.port) as port, pytest.MonkeyPatch.context() as patch:
+    proxy = team_services.running_tls_proxy(folder, team_server.port, team_ca)
+    with proxy as proxy, pytest.MonkeyPatch.context() as patch:
         patch.setattr(socket, "getaddrinfo", resolving({team_services.TEAM_HOSTNAME: "127.0.0.1"}))
         patch.setenv("TEST_HOSTNAMES", f"{team_services.TEAM_HOSTNAME}=127.0.0.1")
         patch.setenv(
             "PYTHONPATH", os.pathsep.join([str(REPO / "tests" / "resolve_hostnames"), os.environ.get("PYTHONPATH", "")])
         )
-        patch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", str(folder / "fullchain.pem"))
-        yield PublicAddress(f"{DOCUMENTED_URL}:{port}", port, folder / "fullchain.pem")
+        patch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", str(team_ca.certificate))
+        yield PublicAddress(f"{DOCUMENTED_URL}:{proxy.port}", proxy.port, team_ca.certificate, proxy)
 
 
 @pytest.fixture(scope="module")
@@ -393,7 +414,7 @@ def test_artifact_paths_that_climb_out_of_the_store_are_refused(team_server, pub
 
 
 def test_the_documented_address_reaches_the_server_and_no_other_does(team_server, public_url, admin):
-    """Clients send Host: mlflow.example.com (and :port); the proxy passes the name on, and MLflow checks it."""
+    """Clients send Host: <MLFLOW_DOMAIN> (and :port); the proxy passes the name on, and MLflow checks it."""
     search = "/api/2.0/mlflow/experiments/search?max_results=1"
     login, trusted = ("admin", ADMIN_PASSWORD), str(public_url.certificate)
     through_proxy = requests.get(f"{public_url.url}{search}", auth=login, timeout=30, verify=trusted)
@@ -412,7 +433,7 @@ def test_the_documented_address_reaches_the_server_and_no_other_does(team_server
         assert proxied.status_code == 403, foreign
     # A write from the UI's own origin goes through; one from another site's page is refused.
     create = f"{public_url.url}/api/2.0/mlflow/experiments/create"
-    for origin, expected in (("https://mlflow.example.com", 200), ("https://evil.example", 403)):
+    for origin, expected in ((DOCUMENTED_URL, 200), ("https://evil.example", 403)):
         response = requests.post(
             create,
             json={"name": f"cors-{origin.rsplit('/', 1)[1]}"},
@@ -424,9 +445,9 @@ def test_the_documented_address_reaches_the_server_and_no_other_does(team_server
         assert response.status_code == expected, (origin, response.text[:200])
 
 
-def proxy_rate_limit() -> tuple[int, int]:
-    """(requests a second, burst) that deploy/nginx.conf allows one client address."""
-    nginx = (REPO / "deploy" / "nginx.conf").read_text()
+def proxy_rate_limit(public_url) -> tuple[int, int]:
+    """(requests a second, burst) that the running proxy allows one client address, read from its rendered file."""
+    nginx = (public_url.proxy.folder / "mlflow.conf").read_text()
     rate = int(re.search(r"zone=per_address:\S+ rate=(\d+)r/s;", nginx)[1])
     burst = int(re.search(r"limit_req zone=per_address burst=(\d+) nodelay;", nginx)[1])
     return rate, burst
@@ -436,7 +457,8 @@ def test_a_flood_of_wrong_passwords_is_slowed_by_the_proxy_while_a_logged_in_cli
     """Guesses from one address (127.0.0.2, another loopback address), all at once, against the proxy, while the
     admin, from 127.0.0.1, keeps working. Beyond its rate the proxy answers 429 itself, and MLflow, which would
     spend a scrypt hash on each guess, never sees them."""
-    rate, burst = proxy_rate_limit()
+    rate, burst = proxy_rate_limit(public_url)
+    assert (str(rate), str(burst)) == (TEAM_NAMES["MLFLOW_RATE_PER_ADDRESS"], TEAM_NAMES["MLFLOW_BURST_PER_ADDRESS"])
     guesses = 3 * burst  # all sent at once, as fast as they can be: far more than the burst
 
     def guess(index: int) -> int:
@@ -481,7 +503,7 @@ def tls_context(public_url):
 @pytest.fixture
 def uncached_team_server(team_server):
     """The same team server, on the same data, without the login cache: a changed password takes effect at once."""
-    server = TeamServer(team_server.postgres, team_server.s3, team_server.folder)
+    server = TeamServer(team_server.postgres, team_server.s3, team_server.folder, cached_logins=False)
     server.start()
     try:
         yield server
@@ -489,7 +511,7 @@ def uncached_team_server(team_server):
         server.stop()
 
 
-def test_the_admin_changes_their_password_with_the_readme_command(uncached_team_server, tmp_path):
+def test_the_admin_changes_their_password_with_the_readme_command(uncached_team_server, team_ca, tmp_path):
     team_server = uncached_team_server
 
     def can_log_in(password: str) -> bool:
@@ -499,8 +521,8 @@ def test_the_admin_changes_their_password_with_the_readme_command(uncached_team_
     new_password = "test-only-new-admin-password"
     command = CHANGE_ADMIN_PASSWORD.replace("OLD_PASSWORD", ADMIN_PASSWORD).replace("NEW_PASSWORD", new_password)
     try:
-        with team_services.running_tls_proxy(tmp_path, team_server.port) as proxy_port:
-            result = curl_through_proxy(command, proxy_port, tmp_path / "fullchain.pem")
+        with team_services.running_tls_proxy(tmp_path, team_server.port, team_ca) as proxy:
+            result = curl_through_proxy(command, proxy.port, team_ca.certificate)
         assert result.returncode == 0, result.stderr
         assert can_log_in(new_password) and not can_log_in(ADMIN_PASSWORD)
     finally:  # the other tests log in with the first password
@@ -554,51 +576,105 @@ def test_clients_log_into_a_new_experiment_at_once_and_none_go_astray(team_serve
     assert result.runs_in_experiment == CLIENTS * RUNS_PER_CLIENT
 
 
-def test_a_backup_restores_into_a_new_cluster_and_bucket_with_everything(
-    team_server, guide_steps, reader, admin, tmp_path, monkeypatch
-):
-    """The runbook of docs/team-server.md: dump both databases, copy the bucket, restore them on new services."""
-    import boto3
-    import mlflow
+def shell_env() -> dict:
+    """A terminal on the team's machine: the venv's commands (aws, mlflow) and PostgreSQL's on PATH."""
+    path = f"{team_services.postgres_bin_dir()}{os.pathsep}{os.environ['PATH']}"
+    return with_venv_on_path({**os.environ, "PATH": path})
 
+
+@dataclass
+class Restored:
+    before: dict  # the team server's state when it was backed up
+    postgres: team_services.Postgres
+    s3: team_services.S3Store
+    folder: Path
+
+
+@pytest.fixture(scope="module")
+def restored(team_server, guide_steps, reader, admin, tmp_path_factory) -> Restored:
+    """The page's backup, from deploy/ with .env read into the shell, and its restore on a new PostgreSQL cluster and
+    a new S3 store: both dumps and `aws s3 sync` out; a new cluster started without waiting, as `docker compose up
+    -d postgres` leaves it, the page's wait, the two restores and `aws s3 sync` back in."""
     before = snapshot(team_server.client())
-    env = team_server.postgres.client_env()
+    old = team_services.deploy_folder(tmp_path_factory.mktemp("deploy-old"), team_server.s3)
+    env = {**team_server.postgres.client_env(), **shell_env()}
     dumps = {}
-    for command in (DUMP_TRACKING, DUMP_AUTH):
-        dumps[command] = subprocess.run(
-            shlex.split(command), env=env, capture_output=True, check=True, timeout=120
-        ).stdout
+    for dump in (DUMP_TRACKING, DUMP_AUTH):
+        dumps[dump] = subprocess.run(shlex.split(dump), env=env, capture_output=True, check=True, timeout=120).stdout
+    backup = team_services.page_command(f"{READ_ENV}; mkdir -p backup; {BACKUP_BUCKET}", old, shell_env(), timeout=300)
+    assert backup.returncode == 0
+    bucket = team_services.s3_client(team_server.s3).list_objects_v2(Bucket=team_services.S3_BUCKET)["Contents"]
+    copied = {path.relative_to(old / "backup" / "artifacts").as_posix() for path in (old / "backup").rglob("*")}
+    assert len(bucket) > 10 and {item["Key"] for item in bucket} <= copied  # the guide's models and plots, all
 
+    folder = tmp_path_factory.mktemp("restored")
     with (
-        team_services.running_postgres(team_server.postgres.bin_dir) as new_postgres,
-        team_services.running_s3(tmp_path) as new_s3,
+        team_services.running_postgres(team_server.postgres.bin_dir, wait=False) as new_postgres,
+        team_services.running_s3(folder) as new_s3,
     ):
-        # The new cluster's first start, as the postgres image does it: the role and two empty databases.
+        new = team_services.deploy_folder(folder / "deploy", new_s3)
         new_env = {**new_postgres.client_env(), "MLFLOW_DB_PASSWORD": MLFLOW_DB_PASSWORD, "POSTGRES_USER": "postgres"}
+        wait = team_services.page_command(f"until {WAIT_FOR_POSTGRES}; do sleep 1; done", new, new_env, timeout=60)
+        assert wait.returncode == 0
+        # The new cluster's first start, as the postgres image does it: the role and two empty databases.
         subprocess.run(["sh", REPO / "deploy" / "create-mlflow-databases.sh"], env=new_env, check=True, timeout=60)
         for restore, dump in ((RESTORE_TRACKING, DUMP_TRACKING), (RESTORE_AUTH, DUMP_AUTH)):
             subprocess.run(shlex.split(restore), env=new_env, input=dumps[dump], check=True, timeout=120)
-        # `aws s3 sync` from the old bucket to the new one, object by object.
-        source, target = team_services.s3_client(team_server.s3), team_services.s3_client(new_s3)
-        objects = source.list_objects_v2(Bucket=team_services.S3_BUCKET)["Contents"]
-        for item in objects:
-            body = source.get_object(Bucket=team_services.S3_BUCKET, Key=item["Key"])["Body"].read()
-            target.put_object(Bucket=team_services.S3_BUCKET, Key=item["Key"], Body=body)
+        shutil.copytree(old / "backup", new / "backup")
+        sync = team_services.page_command(f"{READ_ENV}; {RESTORE_BUCKET}", new, shell_env(), timeout=300)
+        assert sync.returncode == 0
+        yield Restored(before, new_postgres, new_s3, folder)
 
-        # One worker: this server answers one client's checks, and starts in less time than four.
-        restored = TeamServer(new_postgres, new_s3, tmp_path, auth_cache_seconds=60, workers=1)
-        restored.start()
-        try:
-            assert snapshot(restored.client()) == before  # every run, param, metric, artifact, version, @champion
-            assert requests.get(
-                f"{restored.url}/api/2.0/mlflow/users/get", params={"username": "alice"}, auth=reader, timeout=30
-            ).ok
-            monkeypatch.setenv("MLFLOW_TRACKING_URI", restored.url)
-            champion = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion")  # its files, from the new bucket
-            assert champion.predict(champion.input_example).tolist() == [0, 0, 1, 0, 0]
-        finally:
-            restored.stop()
-    assert len(objects) > 10 and boto3  # the bucket held the guide's models and plots
+
+def assert_everything_is_there(server: "TeamServer", restored: Restored, reader, monkeypatch) -> None:
+    """Every run, param, metric, artifact, version and @champion; alice's login; the champion's files."""
+    import mlflow
+
+    assert snapshot(server.client()) == restored.before
+    users = f"{server.url}/api/2.0/mlflow/users/get"
+    assert requests.get(users, params={"username": "alice"}, auth=reader, timeout=30).ok
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
+    champion = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion")  # its files, from the new bucket
+    assert champion.predict(champion.input_example).tolist() == [0, 0, 1, 0, 0]
+
+
+def test_a_backup_restores_into_a_new_cluster_and_bucket_with_everything(restored, reader, monkeypatch):
+    """The runbook of docs/team-server.md: dump both databases, copy the bucket, restore them on new services."""
+    # One worker: this server answers one client's checks, and starts in less time than four.
+    server = TeamServer(restored.postgres, restored.s3, restored.folder, workers=1)
+    server.start()
+    try:
+        assert_everything_is_there(server, restored, reader, monkeypatch)
+    finally:
+        server.stop()
+
+
+def age_the_schema_by_one_migration(postgres: team_services.Postgres, monkeypatch) -> None:
+    """Undo MLflow's newest migration on the restored database: the schema the release before this one left."""
+    from alembic import command
+    from mlflow.store.db.utils import _get_alembic_config
+
+    monkeypatch.setenv("PGPASSWORD", MLFLOW_DB_PASSWORD)
+    command.downgrade(_get_alembic_config(postgres.url("mlflow", user="mlflow")), "-1")
+
+
+def test_an_upgrade_migrates_an_older_schema_and_keeps_everything(restored, reader, monkeypatch):
+    """The page's upgrade, after its backup: MLflow refuses the older schema, `mlflow db upgrade` migrates it, and
+    runs, versions, aliases and users are all there."""
+    age_the_schema_by_one_migration(restored.postgres, monkeypatch)
+    server = TeamServer(restored.postgres, restored.s3, restored.folder, workers=1)
+    with pytest.raises(server_process.ServerFailedToStart, match="out-of-date database schema"):
+        server.start()
+
+    upgrade = UPGRADE_DATABASE.replace("postgres:5432", f"127.0.0.1:{restored.postgres.port}")
+    result = subprocess.run(shlex.split(upgrade), env=server.env, capture_output=True, text=True, timeout=300)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    server.start()
+    try:
+        assert_everything_is_there(server, restored, reader, monkeypatch)
+    finally:
+        server.stop()
 
 
 def test_mlflows_database_role_is_no_superuser_and_owns_only_its_two_databases(team_server):
@@ -614,3 +690,107 @@ def test_mlflows_database_role_is_no_superuser_and_owns_only_its_two_databases(t
         ).fetchall()
     assert rights == (False, False, False, False)
     assert [name for (name,) in owned] == ["mlflow", "mlflow_auth"]
+
+
+def served_certificate(port: int) -> bytes:
+    """The certificate the proxy presents to a client that asks for the team's name."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # read it, whoever signed it
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname=team_services.TEAM_HOSTNAME) as tls:
+            return tls.getpeercert(binary_form=True)
+
+
+def test_certbots_challenge_is_served_on_port_80_and_everything_else_goes_to_https(public_url):
+    """certbot --webroot writes a file under certbot-webroot/.well-known/acme-challenge/; Let's Encrypt fetches it over
+    plain HTTP while the proxy holds port 80."""
+    challenges = public_url.proxy.folder / "certbot-webroot" / ".well-known" / "acme-challenge"
+    challenges.mkdir(parents=True, exist_ok=True)
+    (challenges / "a-token").write_text("a-token.the-account-key-thumbprint")
+    plain = f"http://127.0.0.1:{public_url.proxy.plain_port}"
+    host = {"Host": team_services.TEAM_HOSTNAME}
+
+    challenge = requests.get(f"{plain}/.well-known/acme-challenge/a-token", headers=host, timeout=10)
+    other = requests.get(f"{plain}/api/2.0/mlflow/experiments/search", headers=host, timeout=10, allow_redirects=False)
+
+    assert (challenge.status_code, challenge.text) == (200, "a-token.the-account-key-thumbprint")
+    assert other.status_code == 301
+    assert other.headers["Location"] == f"{DOCUMENTED_URL}/api/2.0/mlflow/experiments/search"
+
+
+def test_a_renewed_certificate_is_served_after_the_deploy_hook(public_url, team_ca, admin, tmp_path):
+    """The page's renewal: certbot's deploy hook, deploy/renew-certificate.sh as it ships, in the proxy's copy of
+    deploy/, with a certificate renewed where certbot puts one, and the running nginx's own reload command in place of
+    `docker compose exec proxy nginx -s reload`."""
+    proxy = public_url.proxy
+    before = served_certificate(proxy.port)
+    renewed_lineage = tmp_path / "letsencrypt-live"
+    team_ca.issue(renewed_lineage)
+    shutil.copy(REPO / "deploy" / "renew-certificate.sh", proxy.folder)
+    env = {**os.environ, "RENEWED_LINEAGE": str(renewed_lineage), "RELOAD_PROXY": proxy.reload_command()}
+
+    result = subprocess.run(["sh", proxy.folder / "renew-certificate.sh"], env=env, capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stderr
+    new = ssl.PEM_cert_to_DER_cert(
+        (renewed_lineage / "fullchain.pem").read_text().split("-----END CERTIFICATE-----")[0]
+        + "-----END CERTIFICATE-----\n"
+    )
+    assert new != before
+    deadline = time.monotonic() + 15  # nginx's workers take the new files as they restart, within moments
+    while served_certificate(proxy.port) != new and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert served_certificate(proxy.port) == new
+    assert (proxy.folder / "certs" / "privkey.pem").stat().st_mode & 0o077 == 0  # the key, for its owner only
+    login = ("admin", ADMIN_PASSWORD)
+    search = f"{public_url.url}/api/2.0/mlflow/experiments/search?max_results=1"
+    assert requests.get(search, auth=login, timeout=30, verify=str(team_ca.certificate)).status_code == 200
+
+
+def test_a_user_is_added_and_removed_with_the_pages_commands(team_server, public_url, guide_steps):
+    def user_exists() -> bool:
+        answer = api(team_server, "GET", "users/get", ("admin", ADMIN_PASSWORD), params={"username": "carol"})
+        assert answer.status_code in (200, 404), answer.text
+        return answer.status_code == 200
+
+    def run(command: str) -> None:
+        command = command.replace("alice", "carol").replace("ADMIN_PASSWORD", ADMIN_PASSWORD)
+        result = curl_through_proxy(
+            command.replace("USER_PASSWORD", READER_PASSWORD), public_url.port, public_url.certificate
+        )
+        assert result.returncode == 0, result.stderr
+
+    run(CREATE_USER)
+    assert user_exists()
+    run(DELETE_USER)
+    assert not user_exists()
+
+
+def flood(port: int, certificate: Path, requests_sent: int) -> list[int]:
+    """`requests_sent` requests at once from another loopback address (127.0.0.3): the statuses the proxy answers."""
+    context = ssl.create_default_context(cafile=str(certificate))
+    context.check_hostname = False
+
+    def one(_: int) -> int:
+        connection = http.client.HTTPSConnection(
+            "127.0.0.1", port, source_address=("127.0.0.3", 0), timeout=60, context=context
+        )
+        connection.request("GET", "/health", headers={"Host": team_services.TEAM_HOSTNAME})
+        status = connection.getresponse().status
+        connection.close()
+        return status
+
+    with ThreadPoolExecutor(max_workers=requests_sent) as pool:
+        return list(pool.map(one, range(requests_sent)))
+
+
+def test_a_team_behind_one_address_raises_the_limit_in_env(team_server, public_url, team_ca, tmp_path):
+    """The same burst from one address: the shipped 10 a second in bursts of 40 answers part of it with 429; the
+    page's numbers for 20 people behind one NAT, set in .env, let all of it through."""
+    burst = 100
+    shipped = flood(public_url.port, team_ca.certificate, burst)
+    raised = {"MLFLOW_RATE_PER_ADDRESS": "100", "MLFLOW_BURST_PER_ADDRESS": "400"}
+    with team_services.running_tls_proxy(tmp_path, team_server.port, team_ca, **raised) as proxy:
+        after = flood(proxy.port, team_ca.certificate, burst)
+    assert shipped.count(429) > 0 and set(shipped) <= {200, 429}
+    assert after == [200] * burst
