@@ -302,7 +302,7 @@ def running_tls_proxy(
     (folder / "nginx.conf").write_text(
         # As root, nginx's workers would run as `nobody`, who cannot enter the test's private temp folder.
         ("user root;\n" if os.geteuid() == 0 else "")
-        + f"daemon off;\nworker_processes 1;\npid {folder}/nginx.pid;\nerror_log {folder}/nginx-error.log;\n"
+        + f"daemon off;\nworker_processes 1;\npid {folder}/nginx.pid;\nerror_log {folder}/nginx-error.log notice;\n"
         "events {}\n"
         f"http {{\n  access_log {folder}/nginx-access.log;\n"
         + "".join(
