@@ -178,7 +178,7 @@ MUTATIONS = [
     ),
     Mutation(
         "the proxy sends MLflow its own address as the Host",
-        "deploy/nginx.conf",
+        "deploy/nginx.conf.template",
         "proxy_set_header Host $host;",
         "proxy_set_header Host mlflow:5000;",
         "tests/team/test_team_server.py::test_the_documented_address_reaches_the_server_and_no_other_does",
@@ -216,6 +216,8 @@ MUTATIONS = [
 
 def apply(mutation: Mutation, checkout: Path) -> None:
     path = checkout / mutation.file
+    if not path.is_file():
+        raise SystemExit(f"error: {mutation.file} does not exist: update MUTATIONS")
     text = path.read_text()
     if text.count(mutation.before) != 1:
         raise SystemExit(f"error: {mutation.file} no longer holds {mutation.before!r} once: update MUTATIONS")
