@@ -1,8 +1,9 @@
 """Batch scoring's speed: `make bench BENCH_ARGS=--batch` (maintainer/docs/speed.md, "Batch scoring").
 
 On one generated table per size, in one run: `model.predict` on the whole table in this process (the floor),
-pandas reading and writing it alone, `python batch_scoring.py` as a whole, `python batch_scoring_spark.py` in
-`local[*]` as a whole, and a Spark session's start-up on its own. The model is a champion like the guide's (the
+pandas reading and writing it alone, the lessons' own functions in this process (`batch_scoring.score`, and
+`batch_scoring_spark.score_on_spark` in a Spark session started once), and each lesson as a whole process, start-up
+and imports included. Also a Spark session's start-up on its own. The model is a champion like the guide's (the
 notebook's `lr-C-1.5`), registered in a SQLite store of its own, so no tracking server is needed.
 """
 
@@ -70,17 +71,28 @@ def measure_batch_scoring(table, folder: Path, sizes: tuple[int, ...] = (100_000
     table.measure(
         "batch: a Spark session's start-up (local[*])", lambda: timed([python, "-c", SPARK_START], folder, env)
     )
+    os.environ.update(SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=python)  # for the session in this process
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.master("local[*]").appName("bench").getOrCreate()
     rates = {}
-    for rows in sizes:
-        for name, job in jobs_on(generated_table(rows, folder / f"flowers-{rows}.parquet"), folder, env).items():
-            table.measure(f"batch, {rows:,} rows: {name}", job)
-            rates[(rows, name)] = rows / table.median(f"batch, {rows:,} rows: {name}")
+    try:
+        for rows in sizes:
+            path = generated_table(rows, folder / f"flowers-{rows}.parquet")
+            for name, job in jobs_on(path, folder, env, spark).items():
+                table.measure(f"batch, {rows:,} rows: {name}", job)
+                rates[(rows, name)] = rows / table.median(f"batch, {rows:,} rows: {name}")
+    finally:
+        spark.stop()
     return rates
 
 
-def jobs_on(path: Path, folder: Path, env: dict) -> dict:
+def jobs_on(path: Path, folder: Path, env: dict, spark) -> dict:
     """What to time on one table: each a function that returns its seconds."""
     import mlflow
+
+    import batch_scoring
+    import batch_scoring_spark
 
     flowers = pd.read_parquet(path)[FEATURES].to_numpy()
     model = mlflow.pyfunc.load_model("models:/tracking-iris-lr@champion")
@@ -96,9 +108,22 @@ def jobs_on(path: Path, folder: Path, env: dict) -> dict:
         pd.read_parquet(path).assign(prediction=0).to_parquet(folder / "written.parquet", index=False)
         return time.monotonic() - started
 
+    def in_process(job) -> float:
+        started = time.monotonic()
+        job()
+        return time.monotonic() - started
+
     return {
         "model.predict on the table, in this process": predict_only,
         "pandas: read the table and write it back": read_and_write_only,
+        "batch_scoring.score(), in this process": lambda: in_process(
+            lambda: batch_scoring.score("models:/tracking-iris-lr@champion", path)
+        ),
+        "batch_scoring_spark.score_on_spark(), in a running session": lambda: in_process(
+            lambda: batch_scoring_spark.score_on_spark(
+                spark, "models:/tracking-iris-lr@champion", str(path), str(folder / "spark-output")
+            )
+        ),
         "python batch_scoring.py (whole process)": lambda: timed(
             [python, str(REPO / "batch_scoring.py"), str(path)], folder, env
         ),
