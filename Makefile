@@ -29,6 +29,7 @@ help: ## List the targets
 	@echo "  Switches: make tutorial PORT=5001 (port 5000 is AirPlay on macOS), KEEP_SERVER=0 (stop after the last step)"
 	@echo "            make serve PORT=5001 (the tracking server's port; it serves on PORT+1), SERVE_PORT=5003,"
 	@echo "            MODEL=models:/tracking-iris-lr/2 (another version)"
+	@echo "            make doctor PORT=5001 (check the tracking server on another port)"
 	@echo "            make setup PYTHON=python3.13 (another Python: the lock supports 3.10 to 3.14)"
 	@echo "            make clean-data CONFIRM=1 (delete the tutorial's runs and models, after showing what)"
 	@echo ""
