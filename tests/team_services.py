@@ -62,6 +62,13 @@ def render_like_the_nginx_image(template: Path, container_env: dict) -> str:
     return result.stdout
 
 
+def page_arguments(command: str) -> list[str]:
+    """A command of the page turned into arguments by bash, with the operator's names (TEAM_NAMES) in the shell."""
+    env = {**os.environ, **TEAM_NAMES}
+    printed = page_command(f'printf "%s\\0" {command}', REPO, env, capture_output=True, check=True)
+    return printed.stdout.split("\0")[:-1]
+
+
 def page_command(command: str, cwd: Path, env: dict, **kwargs) -> subprocess.CompletedProcess:
     """A shell command of docs/team-server.md, run by bash as a reader's terminal would, in `cwd` (deploy/)."""
     return subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=cwd, env=env, text=True, **kwargs)

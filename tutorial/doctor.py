@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import NoReturn
 
 from tutorial import check_python
+from tutorial.names import TRACKING_PORT
 
 REPO = Path(__file__).resolve().parent.parent
-TRACKING_PORT = 5000  # `mlflow ui`'s default (tutorial/names.py, which this file cannot import on Python 3.9)
 START_SERVER = "start it with `make tutorial`, or `mlflow ui --workers 1` in another terminal"
 MIGRATE_FILE_STORE = ".venv/bin/mlflow migrate-filestore --source . --target sqlite:///mlflow.db"
 UPGRADE_DATABASE = "back it up (cp mlflow.db mlflow.db.bak), then run `.venv/bin/mlflow db upgrade sqlite:///mlflow.db`"

@@ -13,7 +13,6 @@ import shutil
 import urllib.request
 
 import mlflow
-import numpy as np
 import pandas as pd
 import pytest
 from guide_commands import BATCH_SCORING_ON_A_CLUSTER, SCORE_ON_SPARK
@@ -28,12 +27,12 @@ from helpers import (
     step_env,
 )
 
+from maintainer.bench_batch import FEATURES, generated_table
 from tutorial import doctor, server_process
 from tutorial.names import MODEL_NAME
 from tutorial.steps import BATCH_SCORING
 from tutorial.venv import VENV_BIN
 
-FEATURES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
 LARGE_TABLE_ROWS = 100_000
 # Spark listens on loopback only: the tests' traffic stays on this machine.
 LOOPBACK = {"SPARK_LOCAL_IP": "127.0.0.1"}
@@ -56,16 +55,8 @@ def flowers(tmp_path):
 
 @pytest.fixture(scope="module")
 def large_table(tmp_path_factory):
-    """100,000 flowers in Parquet: the iris flowers over and over, each measured again with a little noise."""
-    from sklearn.datasets import load_iris
-
-    iris = load_iris(as_frame=True).data
-    rng = np.random.default_rng(7)
-    rows = iris.sample(LARGE_TABLE_ROWS, replace=True, random_state=7).reset_index(drop=True)
-    rows = (rows + rng.normal(0, 0.1, rows.shape)).round(2).clip(lower=0.1)
-    path = tmp_path_factory.mktemp("large-table") / "flowers.parquet"
-    rows.to_parquet(path, index=False)
-    return path
+    """100,000 flowers in Parquet, as `make bench` generates them: the iris flowers again and again, with noise."""
+    return generated_table(LARGE_TABLE_ROWS, tmp_path_factory.mktemp("large-table") / "flowers.parquet")
 
 
 def assert_champions_predictions(output, champion, input_rows: pd.DataFrame) -> None:

@@ -134,9 +134,7 @@ def test_compose_server_command_is_the_readme_command():
     filled = {name: team_services.TEAM_NAMES.get(name, f"test-only-{name.lower()}") for name in env_example()}
     rendered = yaml.safe_load(team_services.render_like_compose(COMPOSE_TEXT, filled))
     compose_command = [str(word) for word in rendered["services"]["mlflow"]["command"]]
-    env = {**os.environ, **team_services.TEAM_NAMES}
-    printed = team_services.page_command(f'printf "%s\\0" {TEAM_SERVER}', REPO, env, capture_output=True, check=True)
-    readme_command = printed.stdout.split("\0")[:-1]
+    readme_command = team_services.page_arguments(TEAM_SERVER)
     assert compose_command[:2] == readme_command[:2] == ["mlflow", "server"]
     assert flags(compose_command) == flags(readme_command)
     team_flags = {"--backend-store-uri", "--artifacts-destination", "--app-name", "--allowed-hosts", "--workers"}

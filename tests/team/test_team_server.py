@@ -80,9 +80,7 @@ def team_server_command(postgres_port: int, port: int, auth: bool = True, worker
     for old, new in replacements:
         assert old in command
         command = command.replace(old, new)
-    env = {**os.environ, **team_services.TEAM_NAMES}
-    printed = team_services.page_command(f'printf "%s\\0" {command}', REPO, env, capture_output=True, check=True)
-    return printed.stdout.split("\0")[:-1]
+    return team_services.page_arguments(command)
 
 
 class TeamServer:
