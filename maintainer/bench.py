@@ -1,7 +1,8 @@
 """Measure how long the guide takes, and print a table: what `make bench` runs.
 
 Every figure is the median of --repeats runs (3 by default), with the ratios taken from
-figures measured in this same run, because shared machines are noisy. It measures:
+figures measured in this same run, because shared machines are noisy. hyperfine times the whole commands
+(maintainer/hyperfine.py). It measures:
 
 - the floor under every step: interpreter start, and `import mlflow`;
 - how long a step takes to report that no server answers;
@@ -11,7 +12,8 @@ figures measured in this same run, because shared machines are noisy. It measure
 - with --setup, once each: a fresh clone with cold caches and `make tutorial`, set-up included (with and
   without --compile-bytecode, where Python may and may not write __pycache__), against
   `pip install -r requirements.txt` followed by the original guide;
-- with --suite, once: `make test`, and with --suite-baseline REV the suite of an earlier commit too;
+- with --suite, once: `make test`, with 2 and 4 workers (--suite-workers), and with --suite-baseline REV the suite
+  of an earlier commit too;
 - with --batch, step 9's jobs on generated tables (maintainer/bench_batch.py).
 
 The numbers are not committed: maintainer/docs/speed.md records the latest run, with its date and machine,
@@ -32,6 +34,7 @@ import time
 import timeit
 from pathlib import Path
 
+from maintainer import hyperfine
 from maintainer.bench_batch import measure_batch_scoring, print_ratios
 from maintainer.checkout import fresh_copy, reader_env
 from maintainer.original_guide import run_original_guide
@@ -41,13 +44,6 @@ from tutorial.steps import MODEL_REGISTRY, SMOKE_TEST, STEPS, TRACKING_SERVER, S
 from tutorial.venv import VENV_BIN, with_venv_on_path
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def seconds_of(command: list[str], cwd: Path, env: dict | None = None) -> float:
-    """Run a command to the end and return its wall time; fail loudly if it fails."""
-    started = time.monotonic()
-    subprocess.run(command, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    return time.monotonic() - started
 
 
 def server_down_seconds(step: Step) -> float:
@@ -135,7 +131,7 @@ def fresh_clone_tutorial_seconds(folder: Path, env_changes: dict) -> float:
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone / "repo")], check=True)
     env = reader_env(VIRTUAL_ENV=None, UV_NO_CACHE="1", PIP_NO_CACHE_DIR="1", **env_changes)
     port = server_process.free_port()
-    seconds = seconds_of(["make", "tutorial", "KEEP_SERVER=0", f"PORT={port}"], clone / "repo", env=env)
+    seconds = hyperfine.seconds(["make", "tutorial", "KEEP_SERVER=0", f"PORT={port}"], clone / "repo", env=env)
     shutil.rmtree(clone)
     return seconds
 
@@ -153,17 +149,31 @@ def pip_and_original_guide_seconds(folder: Path) -> float:
     return seconds
 
 
-def suite_seconds(checkout: Path) -> float:
-    """`make test` in `checkout`, its venv built first and not timed."""
-    env = reader_env()
-    subprocess.run(["make", ".venv/.installed-dev"], cwd=checkout, env=env, check=True, capture_output=True)
-    return seconds_of(["make", "test"], checkout, env=env)
+def measure_the_suite(table: "Table", baseline_rev: str | None, workers: list[str], new_folder) -> None:
+    """`make test` once, in this checkout (with as many workers as -n auto picks, then with each of `workers`) and
+    at `baseline_rev`, one after the other in one hyperfine call; each checkout's venv is built first, not timed."""
+    checkouts = {"make test (whole suite)": REPO}
+    if baseline_rev:
+        baseline = new_folder() / "baseline"
+        subprocess.run(["git", "clone", "--quiet", str(REPO), str(baseline)], check=True)
+        subprocess.run(["git", "checkout", "--quiet", baseline_rev], cwd=baseline, check=True)
+        checkouts[f"make test at {baseline_rev}"] = baseline
+    env = reader_env(PYTEST_ADDOPTS=None)
+    for checkout in checkouts.values():
+        subprocess.run(["make", ".venv/.installed-dev"], cwd=checkout, env=env, check=True, capture_output=True)
+    commands = {name: ["make", "-C", str(checkout), "test"] for name, checkout in checkouts.items()}
+    for count in workers:
+        commands[f"make test, {count} workers"] = ["make", "-C", str(REPO), "test", f"PYTEST_ADDOPTS=-n {count}"]
+    for name, samples in hyperfine.samples(commands, 1, REPO, env).items():
+        table.add(name, samples)
 
 
 def measure_the_tutorial(table: Table, temp: Path, new_folder, repeats: int) -> None:
     """The default measurements: floors, 'server down' answers, server start, the tutorial and the original guide."""
-    table.measure("floor: python -c pass", lambda: seconds_of([sys.executable, "-c", "pass"], temp))
-    table.measure("floor: python -c 'import mlflow'", lambda: seconds_of([sys.executable, "-c", "import mlflow"], temp))
+    floors = {"floor: python -c pass": "pass", "floor: python -c 'import mlflow'": "import mlflow"}
+    commands = {name: [sys.executable, "-c", code] for name, code in floors.items()}
+    for name, samples in hyperfine.samples(commands, repeats, temp).items():
+        table.add(name, samples)
     for step in (SMOKE_TEST, MODEL_REGISTRY):
         table.measure(f"server down: {step.command}", lambda step=step: server_down_seconds(step))
     table.measure("server ready: mlflow ui (4 workers)", lambda: server_ready_seconds(new_folder(), False))
@@ -189,6 +199,9 @@ def main() -> None:
     )
     parser.add_argument("--suite", action="store_true", help="also `make test`, once (minutes)")
     parser.add_argument("--suite-baseline", metavar="REV", help="and the suite of commit REV, in the same run")
+    parser.add_argument(
+        "--suite-workers", metavar="N", nargs="*", default=["2", "4"], help="and with N workers (default: 2 4)"
+    )
     parser.add_argument("--batch", action="store_true", help="also step 9: batch scoring, in one process and on Spark")
     parser.add_argument("--skip-tutorial", action="store_true", help="only the long variants asked for")
     args = parser.parse_args()
@@ -223,14 +236,7 @@ def main() -> None:
             table.rows.update(once.rows)
         batch_rates = measure_batch_scoring(table, new_folder()) if args.batch else {}
         if args.suite:
-            suite = Table(1)
-            suite.measure("make test (whole suite)", lambda: suite_seconds(REPO))
-            if args.suite_baseline:
-                baseline = new_folder() / "baseline"
-                subprocess.run(["git", "clone", "--quiet", str(REPO), str(baseline)], check=True)
-                subprocess.run(["git", "checkout", "--quiet", args.suite_baseline], cwd=baseline, check=True)
-                suite.measure(f"make test at {args.suite_baseline}", lambda: suite_seconds(baseline))
-            table.rows.update(suite.rows)
+            measure_the_suite(table, args.suite_baseline, args.suite_workers, new_folder)
 
     table.print()
     # Ratios only: the project's goals for them are on maintainer/docs/speed.md, with the figures of earlier runs.
@@ -250,8 +256,9 @@ def main() -> None:
         print(f"  fresh clone + make tutorial / pip + the original guide: {ours / theirs:.2f}")
     print_ratios(batch_rates)
     if args.suite and args.suite_baseline:
-        ratio = table.median("make test (whole suite)") / table.median(f"make test at {args.suite_baseline}")
-        print(f"  make test / make test at {args.suite_baseline}: {ratio:.2f}")
+        baseline = table.median(f"make test at {args.suite_baseline}")
+        for name in ["make test (whole suite)", *(f"make test, {count} workers" for count in args.suite_workers)]:
+            print(f"  {name} / make test at {args.suite_baseline}: {table.median(name) / baseline:.2f}")
     reference_ms = min(timeit.repeat("sum(range(10**6))", number=10, repeat=5)) / 10 * 1000
     print(f"CPU reference: sum(range(10**6)) takes {reference_ms:.1f} ms here (compare machines with it)")
 

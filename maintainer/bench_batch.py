@@ -8,7 +8,6 @@ notebook's `lr-C-1.5`), registered in a SQLite store of its own, so no tracking 
 """
 
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from maintainer import hyperfine
 from tutorial.venv import VENV_BIN, with_venv_on_path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,19 +57,14 @@ def generated_table(rows: int, path: Path) -> Path:
     return path
 
 
-def timed(command: list[str], folder: Path, env: dict) -> float:
-    started = time.monotonic()
-    subprocess.run(command, cwd=folder, env=env, check=True, capture_output=True)
-    return time.monotonic() - started
-
-
 def measure_batch_scoring(table, folder: Path, sizes: tuple[int, ...] = (100_000, 1_000_000)) -> dict:
     """Add the figures to `table` (bench.Table); return the rows per second of each job, by size."""
     uri = register_a_champion(folder)
     env = with_venv_on_path({**os.environ, "MLFLOW_TRACKING_URI": uri, "SPARK_LOCAL_IP": "127.0.0.1"})
     python = str(VENV_BIN / "python")
     table.measure(
-        "batch: a Spark session's start-up (local[*])", lambda: timed([python, "-c", SPARK_START], folder, env)
+        "batch: a Spark session's start-up (local[*])",
+        lambda: hyperfine.seconds([python, "-c", SPARK_START], folder, env),
     )
     os.environ.update(SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=python)  # for the session in this process
     from pyspark.sql import SparkSession
@@ -124,10 +119,10 @@ def jobs_on(path: Path, folder: Path, env: dict, spark) -> dict:
                 spark, "models:/tracking-iris-lr@champion", str(path), str(folder / "spark-output")
             )
         ),
-        "python batch_scoring.py (whole process)": lambda: timed(
+        "python batch_scoring.py (whole process)": lambda: hyperfine.seconds(
             [python, str(REPO / "batch_scoring.py"), str(path)], folder, env
         ),
-        "python batch_scoring_spark.py, local[*] (whole process)": lambda: timed(
+        "python batch_scoring_spark.py, local[*] (whole process)": lambda: hyperfine.seconds(
             [python, str(REPO / "batch_scoring_spark.py"), str(path)], folder, env
         ),
     }

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,7 +35,18 @@ class TrackingServer:
 def running_tracking_server(
     root: Path, database_template: Path | None = None, workers: int = 1
 ) -> Iterator[TrackingServer]:
-    """A real `mlflow server` on a free loopback port, keeping mlflow.db and mlartifacts/ in `root`.
+    """A real `mlflow server` on a free loopback port, keeping mlflow.db and mlartifacts/ in `root`; stopped after."""
+    server, process = start_tracking_server(root, database_template, workers)
+    try:
+        yield server
+    finally:
+        server_process.stop(process)
+
+
+def start_tracking_server(
+    root: Path, database_template: Path | None = None, workers: int = 1
+) -> tuple[TrackingServer, subprocess.Popen]:
+    """Start the server and wait until it is healthy; whoever holds the process stops it (server_process.stop).
 
     `database_template`, an empty database that MLflow has already migrated, becomes root/mlflow.db unless there
     is one: on a new database, the server first runs every one of MLflow's migrations.
@@ -53,9 +65,10 @@ def running_tracking_server(
     ]
     # fmt: on
     log_file = root / "server.log"
-    server = server_process.start(command, log_file, cwd=root, env={**os.environ, **SERVER_SETTINGS})
+    process = server_process.start(command, log_file, cwd=root, env={**os.environ, **SERVER_SETTINGS})
     try:
-        server_process.wait_until_healthy(server, f"http://127.0.0.1:{port}/health", log_file)
-        yield TrackingServer(url=f"http://127.0.0.1:{port}", root=root)
-    finally:
-        server_process.stop(server)
+        server_process.wait_until_healthy(process, f"http://127.0.0.1:{port}/health", log_file)
+    except BaseException:
+        server_process.stop(process)
+        raise
+    return TrackingServer(url=f"http://127.0.0.1:{port}", root=root), process

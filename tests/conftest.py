@@ -1,28 +1,24 @@
 """The suite's fixtures: one throwaway MLflow tracking server for the session, the notebook run once against it,
 and what several test files share. The helpers they use are plain functions in helpers.py."""
 
-import inspect
-import shutil
-import sqlite3
-import subprocess
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from guide_commands import RUN_NOTEBOOK
 from helpers import (
     STRICT_WARNING_EXEMPTIONS,
     UnlikeTheChampion,
     alone_in_a_folder,
-    resolve_lock_to_wheels,
+    copy_the_data,
     run_command,
 )
 
 from maintainer.checkout import fresh_copy
-from maintainer.tracking_server import TrackingServer, running_tracking_server
-from tutorial import check_python
+from maintainer.tracking_server import TrackingServer, running_tracking_server, start_tracking_server
+from tutorial import server_process
 from tutorial.names import CHAMPION_URI
 
 
@@ -32,48 +28,86 @@ def pytest_configure(config):
         config.addinivalue_line("filterwarnings", exemption)
 
 
+def once_per_run(tmp_path_factory, worker_id: str, name: str, produce):
+    """`produce()` once for the whole run, its JSON result shared by every worker: pytest-xdist's pattern for a
+    session fixture that must run once (its docs, "Making session-scoped fixtures execute only once"). The first
+    worker to ask produces it while holding the lock; the others wait, then read the file it wrote."""
+    if worker_id == "master":  # not under xdist (`-n 0`, or a nested run): one process, nothing to share
+        return produce()
+    shared = tmp_path_factory.getbasetemp().parent  # the run's folder, above each worker's own
+    result = shared / f"{name}.json"
+    with FileLock(shared / f"{name}.lock"):
+        if not result.is_file():
+            result.write_text(json.dumps(produce()))
+        return json.loads(result.read_text())
+
+
+def shared_folder(tmp_path_factory, worker_id: str, name: str) -> Path:
+    """A folder for what the workers share, in the run's folder; a worker's own one without xdist."""
+    if worker_id == "master":
+        return tmp_path_factory.mktemp(name)
+    folder = tmp_path_factory.getbasetemp().parent / name
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
 @pytest.fixture(scope="session")
-def migrated_database(tmp_path_factory) -> Path:
+def migrated_database(tmp_path_factory, worker_id) -> Path:
     """An empty mlflow.db that MLflow has migrated already, with its Default experiment: every server the tests
     start takes a copy, and skips the migrations that a new database runs at start-up."""
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    database = tmp_path_factory.mktemp("migrated-database") / "mlflow.db"
-    # The artifact root a server with --artifacts-destination gives its Default experiment.
-    store = SqlAlchemyStore(f"sqlite:///{database}", "mlflow-artifacts:/")
-    store.engine.dispose()
-    return database
+    def migrate() -> str:
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        database = shared_folder(tmp_path_factory, worker_id, "migrated-database") / "mlflow.db"
+        # The artifact root a server with --artifacts-destination gives its Default experiment.
+        SqlAlchemyStore(f"sqlite:///{database}", "mlflow-artifacts:/").engine.dispose()
+        return str(database)
+
+    return Path(once_per_run(tmp_path_factory, worker_id, "migrated-database", migrate))
+
+
+# The session server's process group, when a worker started it for every worker: the controller stops it.
+SESSION_SERVER = "session-server"
 
 
 @pytest.fixture(scope="session")
-def tracking_server(tmp_path_factory, migrated_database) -> TrackingServer:
-    """One throwaway tracking server for the whole session, its data in a temp dir."""
-    with running_tracking_server(tmp_path_factory.mktemp("tracking-server"), migrated_database) as server:
-        yield server
+def tracking_server(tmp_path_factory, worker_id, migrated_database) -> TrackingServer:
+    """One throwaway tracking server for the whole run, its data in a temp dir, shared by every worker.
 
-
-@pytest.fixture(scope="session", autouse=True)
-def lock_wheel_checks(request):
-    """resolve_lock_to_wheels for every supported Python and the next one, started with the session.
-
-    Its uv calls mostly wait on PyPI, so they run in a thread beside the other tests; the lock's test reads the
-    result. A session that does not run that test does not start them.
-    """
-    wanted = any(
-        "lock_wheel_checks" in inspect.signature(item.function).parameters
-        for item in request.session.items
-        if hasattr(item, "function")
-    )
-    if not wanted:
-        yield None
+    Under xdist, the first worker that needs it starts it, and it outlives that worker: the controller stops it
+    when the last worker has ended (pytest_sessionfinish below)."""
+    root = shared_folder(tmp_path_factory, worker_id, "tracking-server")
+    if worker_id == "master":
+        with running_tracking_server(root, migrated_database) as server:
+            yield server
         return
-    oldest, newest = check_python.OLDEST, check_python.NEWEST
-    pythons = [f"3.{minor}" for minor in range(oldest[1], newest[1] + 2)]  # the supported range, and one beyond
-    stop = threading.Event()
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        checks = pool.submit(resolve_lock_to_wheels, pythons, stop)
-        yield checks
-        stop.set()  # a run that did not ask for the result (-k, one file) does not wait for all of it
+
+    def start() -> dict:
+        server, process = start_tracking_server(root, migrated_database)
+        return {"url": server.url, "process_group": process.pid}
+
+    yield TrackingServer(url=once_per_run(tmp_path_factory, worker_id, SESSION_SERVER, start)["url"], root=root)
+
+
+def pytest_sessionfinish(session):
+    """In xdist's controller, once every worker has ended: stop the session server, if a worker started one."""
+    if hasattr(session.config, "workerinput") or not session.config.getoption("numprocesses", None):
+        return  # a worker, or a run without xdist: the fixture's own teardown stops what it started
+    # xdist gives each worker a folder in the controller's base temp (xdist/workermanage.py does the same).
+    started = session.config._tmp_path_factory.getbasetemp() / f"{SESSION_SERVER}.json"
+    if started.is_file():
+        server_process.stop_group(json.loads(started.read_text())["process_group"])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test that used the session server shows the end of that server's log."""
+    report = yield
+    server = item.funcargs.get("tracking_server") if hasattr(item, "funcargs") else None
+    if report.failed and isinstance(server, TrackingServer):
+        report.sections.append(("session server log", server_process.tail(server.root / "server.log", 40)))
+    return report
 
 
 @pytest.fixture
@@ -85,24 +119,21 @@ def fresh_checkout(tmp_path) -> Path:
 @pytest.fixture
 def checkout_with_runs(fresh_checkout, tracking_server, notebook_run):
     """A fresh copy with the session server's runs and models in mlflow.db and mlartifacts/."""
-    # closing(): a connection's own `with` commits but leaves the file open, and clean-data refuses an open mlflow.db.
-    with (
-        closing(sqlite3.connect(tracking_server.root / "mlflow.db")) as source,
-        closing(sqlite3.connect(fresh_checkout / "mlflow.db")) as copy,
-    ):
-        source.backup(copy)  # a consistent copy, even of a database in use
-    shutil.copytree(tracking_server.root / "mlartifacts", fresh_checkout / "mlartifacts")
+    copy_the_data(tracking_server.root, fresh_checkout)
     return fresh_checkout
 
 
 @pytest.fixture(scope="session")
-def notebook_run(tracking_server, tmp_path_factory) -> subprocess.CompletedProcess:
+def notebook_run(tracking_server, tmp_path_factory, worker_id) -> None:
     """The notebook, executed headless once against the session's server, as the README shows it,
     copied alone into an empty folder."""
-    folder = alone_in_a_folder("ml_project.ipynb", tmp_path_factory.mktemp("notebook-alone"))
-    result = run_command(RUN_NOTEBOOK, tracking_server.url, cwd=folder, timeout=600)
-    assert result.returncode == 0, f"the notebook failed:\n{result.stdout}\n{result.stderr}"
-    return result
+
+    def run_the_notebook() -> None:
+        folder = alone_in_a_folder("ml_project.ipynb", tmp_path_factory.mktemp("notebook-alone"))
+        result = run_command(RUN_NOTEBOOK, tracking_server.url, cwd=folder, timeout=600)
+        assert result.returncode == 0, f"the notebook failed:\n{result.stdout}\n{result.stderr}"
+
+    once_per_run(tmp_path_factory, worker_id, "notebook-run", run_the_notebook)
 
 
 @pytest.fixture(scope="session")
@@ -116,37 +147,42 @@ def champion(tracking_server, notebook_run):
 
 
 @pytest.fixture(scope="session")
-def unlike_the_champion(tracking_server, notebook_run) -> UnlikeTheChampion:
+def unlike_the_champion(tracking_server, notebook_run, tmp_path_factory, worker_id) -> UnlikeTheChampion:
     """A model that answers 2 (virginica) for every flower, logged and registered on the session's server.
 
     Every model the notebook logs predicts [0, 0, 1, 0, 0] on the same input example, so a script that loaded the
     champion whatever it was asked would pass a test on them. This one, asked for by its folder, path, id, version
     or alias, must answer [2, 2, 2, 2, 2] on the first five flowers (setosas, which the champion calls 0).
     """
-    import mlflow
-    from sklearn.datasets import load_iris
-    from sklearn.dummy import DummyClassifier
 
-    features, species = load_iris(return_X_y=True)
-    model = DummyClassifier(strategy="constant", constant=2).fit(features, species)
-    client = tracking_server.client()
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server.url)
-        experiment_id = client.create_experiment("unlike-the-champion")
-        # A run name of its own: the UI test counts each run name's links, and the registered model has one too.
-        with mlflow.start_run(experiment_id=experiment_id, run_name="constant-classifier"):
-            info = mlflow.sklearn.log_model(
-                sk_model=model,
-                name="always_virginica",
-                input_example=features[:5],
-                pip_requirements=["scikit-learn"],  # skips MLflow's inference of the requirements
-                registered_model_name="always-virginica",
-            )
-    client.set_registered_model_alias("always-virginica", "challenger", info.registered_model_version)
-    return UnlikeTheChampion(
-        model_id=info.model_id,
-        artifact_location=client.get_logged_model(info.model_id).artifact_location,
-        version_uri=f"models:/always-virginica/{info.registered_model_version}",
-        alias_uri="models:/always-virginica@challenger",
-        predictions=[2] * 5,
-    )
+    def log_and_register() -> dict:
+        import mlflow
+        from sklearn.datasets import load_iris
+        from sklearn.dummy import DummyClassifier
+
+        features, species = load_iris(return_X_y=True)
+        model = DummyClassifier(strategy="constant", constant=2).fit(features, species)
+        client = tracking_server.client()
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server.url)
+            experiment_id = client.create_experiment("unlike-the-champion")
+            # A run name of its own: the UI test counts each run name's links, and the registered model has one too.
+            with mlflow.start_run(experiment_id=experiment_id, run_name="constant-classifier"):
+                info = mlflow.sklearn.log_model(
+                    sk_model=model,
+                    name="always_virginica",
+                    input_example=features[:5],
+                    pip_requirements=["scikit-learn"],  # skips MLflow's inference of the requirements
+                    registered_model_name="always-virginica",
+                )
+        client.set_registered_model_alias("always-virginica", "challenger", info.registered_model_version)
+        unlike = UnlikeTheChampion(
+            model_id=info.model_id,
+            artifact_location=client.get_logged_model(info.model_id).artifact_location,
+            version_uri=f"models:/always-virginica/{info.registered_model_version}",
+            alias_uri="models:/always-virginica@challenger",
+            predictions=[2] * 5,
+        )
+        return asdict(unlike)
+
+    return UnlikeTheChampion(**once_per_run(tmp_path_factory, worker_id, "unlike-the-champion", log_and_register))

@@ -10,10 +10,11 @@ import re
 import shlex
 import shutil
 import signal
+import sqlite3
 import subprocess
-import threading
 import urllib.error
 import urllib.request
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,6 +101,18 @@ def alone_in_a_folder(teaching_file: str, folder: Path) -> Path:
     assert not any(folder.iterdir()), f"{folder} is not empty"
     shutil.copy(REPO / teaching_file, folder)
     return folder
+
+
+def copy_the_data(server_root: Path, destination: Path) -> None:
+    """A tracking server's mlflow.db and mlartifacts/, copied into `destination` while other tests may write to it."""
+    # closing(): a connection's own `with` commits but leaves the file open, and clean-data refuses an open mlflow.db.
+    with (
+        closing(sqlite3.connect(server_root / "mlflow.db")) as source,
+        closing(sqlite3.connect(destination / "mlflow.db")) as copy,
+    ):
+        source.backup(copy)  # a consistent copy, even of a database in use
+    # After the database: every artifact it names is there already.
+    shutil.copytree(server_root / "mlartifacts", destination / "mlartifacts")
 
 
 def notebook_cells(tags: list[str]) -> list:
@@ -201,7 +214,7 @@ class WheelCheck:
     output: str
 
 
-def resolve_lock_to_wheels(pythons: list[str], stop: threading.Event) -> list[WheelCheck]:
+def resolve_lock_to_wheels(pythons: list[str]) -> list[WheelCheck]:
     """Would requirements.txt install from wheels alone, for each of these Pythons on each reader platform?
 
     Only 3.10 to 3.13 interpreters are on this machine, so uv answers for the others from PyPI's file lists:
@@ -213,8 +226,6 @@ def resolve_lock_to_wheels(pythons: list[str], stop: threading.Event) -> list[Wh
     checks = []
     for python in pythons:
         for platform in READER_PLATFORMS:
-            if stop.is_set():
-                return checks
             options = ["--offline", "--python-version", python, "--python-platform", platform]
             result = subprocess.run([*uv, *options], cwd=REPO, capture_output=True, text=True, timeout=120)
             checks.append(WheelCheck(python, platform, result.returncode, result.stderr.strip()))

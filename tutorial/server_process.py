@@ -63,13 +63,19 @@ def wait_until_healthy(
 
 def stop(process: subprocess.Popen, grace_seconds: float = 15) -> None:
     """SIGTERM the whole process group, give it time to shut down, then SIGKILL whatever is left."""
-    _signal_group(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_seconds
-    while _group_is_alive(process.pid) and time.monotonic() < deadline:
-        process.poll()  # reap the group leader, or its zombie would keep the group "alive"
-        time.sleep(0.2)
-    _signal_group(process.pid, signal.SIGKILL)
+    # poll() reaps the group leader, or its zombie would keep the group "alive"
+    stop_group(process.pid, grace_seconds, reap=process.poll)
     process.wait()
+
+
+def stop_group(pgid: int, grace_seconds: float = 15, reap=lambda: None) -> None:
+    """stop() for a group this process did not start, such as the tests' shared server, by its group id."""
+    _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_seconds
+    while group_is_alive(pgid) and time.monotonic() < deadline:
+        reap()
+        time.sleep(0.2)
+    _signal_group(pgid, signal.SIGKILL)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -79,7 +85,7 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         pass  # the group is already gone
 
 
-def _group_is_alive(pgid: int) -> bool:
+def group_is_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
         return True

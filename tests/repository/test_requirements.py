@@ -5,15 +5,17 @@ requirements.txt and requirements-dev.txt, which pin everything, with markers wh
 """
 
 import re
+import subprocess
 import sys
 from importlib.metadata import distributions
 from pathlib import Path
 
 import pytest
-from helpers import READER_PLATFORMS, REPO, makefile_variable
+from helpers import READER_PLATFORMS, REPO, makefile_variable, resolve_lock_to_wheels
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from maintainer.checkout import reader_env
 from tutorial.check_python import NEWEST, OLDEST
 
 LOCK_FILES = ["requirements.txt", "requirements-dev.txt", "requirements-spark.txt"]
@@ -77,9 +79,11 @@ def test_every_installed_package_is_pinned_at_its_installed_version():
     assert not missing, f"pinned for this Python but not installed: {missing}"
 
 
-def test_the_lock_installs_from_wheels_on_every_supported_python_and_platform_and_no_further(lock_wheel_checks):
-    """The range `make setup` accepts (tutorial/check_python.py) is the range the lock has wheels for."""
-    checks = lock_wheel_checks.result(timeout=600)
+def test_the_lock_installs_from_wheels_on_every_supported_python_and_platform_and_no_further():
+    """The range `make setup` accepts (tutorial/check_python.py) is the range the lock has wheels for, and the
+    next Python is beyond it. uv answers from PyPI's file lists, mostly waiting on the network: another worker uses
+    the core meanwhile."""
+    checks = resolve_lock_to_wheels([f"3.{minor}" for minor in range(OLDEST[1], NEWEST[1] + 2)])
     supported = [f"3.{minor}" for minor in range(OLDEST[1], NEWEST[1] + 1)]
     assert {(check.python, check.platform) for check in checks} >= {
         (p, os) for p in supported for os in READER_PLATFORMS
@@ -98,3 +102,26 @@ def test_the_lock_installs_from_wheels_on_every_supported_python_and_platform_an
 def test_pyproject_states_the_same_range():
     requires = re.search(r'^requires-python = "(.+)"$', (REPO / "pyproject.toml").read_text(), re.MULTILINE)[1]
     assert requires == f">={OLDEST[0]}.{OLDEST[1]},<{NEWEST[0]}.{NEWEST[1] + 1}"
+
+
+def test_the_pinned_pytest_and_xdist_keep_a_group_on_one_worker(tmp_path):
+    """`--dist loadgroup` with the pinned pytest: the tests of one xdist_group run on one worker, as the modules
+    that share servers need (with pytest 9.2 they would spread: pytest-xdist issue 1386)."""
+    for module in ("test_grouped_a.py", "test_grouped_b.py"):
+        (tmp_path / module).write_text(
+            "import pytest\n\n"
+            "@pytest.mark.xdist_group('shared-server')\n"
+            "@pytest.mark.parametrize('case', range(4))\n"
+            "def test_shares(case):\n    pass\n"
+        )
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")  # this folder's own settings, not the repository's
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v", "-n", "2", "--dist", "loadgroup"]
+    result = subprocess.run(
+        command, cwd=tmp_path, env=reader_env(PYTEST_ADDOPTS=None), capture_output=True, text=True, timeout=120
+    )
+
+    assert result.returncode == 0, result.stdout[-2000:]
+    workers = re.findall(
+        r"^\[(gw\d+)\] .* PASSED test_grouped_\w\.py::test_shares\[\d\]@shared-server", result.stdout, re.M
+    )
+    assert len(workers) == 8 and len(set(workers)) == 1, result.stdout[-2000:]

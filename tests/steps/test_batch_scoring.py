@@ -38,6 +38,11 @@ LARGE_TABLE_ROWS = 100_000
 LOOPBACK = {"SPARK_LOCAL_IP": "127.0.0.1"}
 
 
+# The one-process jobs log their runs into one experiment, which the first creates and the tests search: one worker
+# runs them all, one after the other.
+ONE_WRITER = pytest.mark.xdist_group("batch-scoring-runs")
+
+
 def score(tracking_server, folder, command: str, **extra_env: str):
     """Run a scoring command in `folder`, where the scripts lie alone with the data."""
     return run_command(command, tracking_server.url, cwd=folder, timeout=600, extra_env={**LOOPBACK, **extra_env})
@@ -69,6 +74,7 @@ def assert_champions_predictions(output, champion, input_rows: pd.DataFrame) -> 
     assert set(expected) == {0, 1, 2}  # all three species: a constant answer would not pass
 
 
+@ONE_WRITER
 def test_scoring_the_flowers_records_which_model_scored_them(tracking_server, champion, flowers):
     result = score(tracking_server, flowers, BATCH_SCORING.command)
 
@@ -94,6 +100,7 @@ def test_scoring_the_flowers_records_which_model_scored_them(tracking_server, ch
     assert [(tag.key, tag.value) for tag in dataset_input.tags] == [("mlflow.data.context", "scoring")]
 
 
+@ONE_WRITER
 def test_another_version_scores_when_asked_and_is_recorded(tracking_server, champion, flowers, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server.url)
     version_2 = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/2")
@@ -113,6 +120,7 @@ def test_another_version_scores_when_asked_and_is_recorded(tracking_server, cham
     assert run and run[0].data.tags["model_uri"] == f"models:/{MODEL_NAME}/2"
 
 
+@ONE_WRITER
 def test_a_table_of_100000_flowers_in_one_process(tracking_server, champion, large_table, tmp_path):
     folder = alone_in_a_folder("batch_scoring.py", tmp_path / "project")
     shutil.copy(large_table, folder)
@@ -123,6 +131,7 @@ def test_a_table_of_100000_flowers_in_one_process(tracking_server, champion, lar
     assert_champions_predictions(folder / "flowers-predictions.parquet", champion, pd.read_parquet(large_table))
 
 
+@ONE_WRITER
 @pytest.mark.parametrize(
     "problem, expected",
     [
@@ -219,6 +228,7 @@ def spark_cluster(spark, tmp_path_factory):
                 server_process.stop(process)
 
 
+@pytest.mark.xdist_group("spark-cluster")  # one worker, one cluster
 @pytest.mark.spark
 @pytest.mark.parametrize("table", ["flowers.csv", "flowers.parquet"], ids=["150-flowers", "100000-flowers"])
 def test_the_same_job_on_a_standalone_cluster(spark_cluster, tracking_server, champion, large_table, flowers, table):

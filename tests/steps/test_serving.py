@@ -16,6 +16,8 @@ from sklearn.datasets import load_iris
 from maintainer.scoring_load import run_load
 from tutorial import server_process
 
+pytestmark = pytest.mark.xdist_group("scoring-server")  # one worker, one scoring server
+
 IRIS = load_iris(as_frame=True).frame.drop(columns="target")
 
 

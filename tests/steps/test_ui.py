@@ -9,13 +9,14 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
-from helpers import missing_service
+from helpers import copy_the_data, missing_service
 from playwright.sync_api import expect
 
+from maintainer.tracking_server import TrackingServer, running_tracking_server
 from tutorial import doctor
 from tutorial.names import IRIS_EXPERIMENT, MODEL_NAME
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]  # one worker, one Chromium
 SET_UP_SCREENSHOT = Path(tempfile.gettempdir()) / "test_ui-set-up.png"
 
 
@@ -52,7 +53,17 @@ def set_up(part: str):
 
 
 @pytest.fixture(scope="module")
-def ui(tracking_server, notebook_run) -> UI:
+def still_server(tracking_server, notebook_run, unlike_the_champion, tmp_path_factory) -> TrackingServer:
+    """A server on a copy of the session server's data: other workers log to that one while a page is compared with
+    the client's answers, and each test compares the two on data that stays still."""
+    root = tmp_path_factory.mktemp("ui-server")
+    copy_the_data(tracking_server.root, root)
+    with running_tracking_server(root) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def ui(still_server) -> UI:
     """A headless Chromium tab on the test server's UI, in the "Model training" view."""
     try:
         from maintainer import mlflow_ui
@@ -61,28 +72,28 @@ def ui(tracking_server, notebook_run) -> UI:
     available, reason = mlflow_ui.browser_is_available()
     if not available:
         missing_service(reason)
-    with set_up(f"the tracking server at {tracking_server.url}"):
-        server = doctor.tracking_server(tracking_server.url)
+    with set_up(f"the tracking server at {still_server.url}"):
+        server = doctor.tracking_server(still_server.url)
         assert server.ok, server.message
     with ExitStack() as stack:
         chromium = mlflow_ui.chromium_path() or "Playwright's own"
         with set_up(f"starting Chromium ({chromium})"):
-            page = stack.enter_context(mlflow_ui.browser_page(tracking_server.url))
+            page = stack.enter_context(mlflow_ui.browser_page(still_server.url))
         with set_up(f"the UI's home page in the Model training view (screenshot: {SET_UP_SCREENSHOT})"):
             try:
-                mlflow_ui.open_model_training(page, tracking_server.url)
+                mlflow_ui.open_model_training(page, still_server.url)
             except Exception:
                 page.screenshot(path=SET_UP_SCREENSHOT)
                 raise
-        yield UI(page, tracking_server.url, mlflow_ui)
+        yield UI(page, still_server.url, mlflow_ui)
 
 
 def numbers_in(text: str) -> list[float]:
     return [float(number) for number in re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", text)]
 
 
-def test_experiments_page_lists_every_experiment_and_its_runs(ui, tracking_server):
-    client = tracking_server.client()
+def test_experiments_page_lists_every_experiment_and_its_runs(ui, still_server):
+    client = still_server.client()
     experiments = client.search_experiments()
     assert IRIS_EXPERIMENT in [experiment.name for experiment in experiments]
 
@@ -106,8 +117,8 @@ def test_experiments_page_lists_every_experiment_and_its_runs(ui, tracking_serve
         expect(page.get_by_text(re.compile(rf"^{len(runs)} matching runs?$"))).to_have_count(1)  # "1 matching run"
 
 
-def test_runs_table_shows_each_runs_datasets(ui, tracking_server):
-    client = tracking_server.client()
+def test_runs_table_shows_each_runs_datasets(ui, still_server):
+    client = still_server.client()
     experiment = client.get_experiment_by_name(IRIS_EXPERIMENT)
     [run] = client.search_runs([experiment.experiment_id], "attributes.run_name = 'lr-baseline'")
     datasets = [dataset_input.dataset for dataset_input in run.inputs.dataset_inputs]
@@ -120,8 +131,8 @@ def test_runs_table_shows_each_runs_datasets(ui, tracking_server):
         expect(row.filter(has_text=f"{dataset.name} ({dataset.digest})")).to_have_count(1)
 
 
-def test_run_page_shows_its_params_and_metrics(ui, tracking_server):
-    client = tracking_server.client()
+def test_run_page_shows_its_params_and_metrics(ui, still_server):
+    client = still_server.client()
     experiment = client.get_experiment_by_name(IRIS_EXPERIMENT)
     [run] = client.search_runs([experiment.experiment_id], "attributes.run_name = 'lr-C-1.5'")
 
@@ -138,8 +149,8 @@ def test_run_page_shows_its_params_and_metrics(ui, tracking_server):
         assert shown and shown[0] == pytest.approx(value, rel=1e-9), (key, row.inner_text())
 
 
-def test_registry_shows_the_versions_and_the_champion_alias(ui, tracking_server):
-    client = tracking_server.client()
+def test_registry_shows_the_versions_and_the_champion_alias(ui, still_server):
+    client = still_server.client()
     versions = sorted(int(version.version) for version in client.search_model_versions(f"name = '{MODEL_NAME}'"))
     champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
     assert versions == [1, 2, 3]

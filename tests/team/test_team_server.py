@@ -61,7 +61,8 @@ from maintainer.tracking_server import SERVER_SETTINGS
 from tutorial import server_process
 from tutorial.venv import with_venv_on_path
 
-pytestmark = pytest.mark.postgres
+# One worker runs the whole module: its tests share the module's services, and some restart them.
+pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("team-server")]
 
 ADMIN_PASSWORD = "test-only-admin-password"
 CACHED_LOGINS = "auth_cache_ttl_seconds = 60"  # what deploy/basic_auth.ini ships with

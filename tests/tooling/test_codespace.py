@@ -21,6 +21,8 @@ from tutorial.run import codespace_security_flags
 from tutorial.steps import TRACKING_SERVER
 from tutorial.venv import VENV_BIN
 
+pytestmark = pytest.mark.xdist_group("codespace-server")  # one worker, one Codespace server
+
 CODESPACE = {
     "CODESPACES": "true",
     "CODESPACE_NAME": "reader-mlflow-starter-x7q9",

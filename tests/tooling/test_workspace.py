@@ -129,7 +129,8 @@ def test_the_git_checks_pass_in_a_checkout_owned_by_another_user(fresh_checkout)
         "tests/tooling/test_workspace.py::test_the_env_file_vscode_reads_is_ignored_and_the_settings_are_not",
         "tests/team/test_deploy_files.py::test_env_files_with_secrets_are_ignored_by_git",
     ]
-    command = [VENV_BIN / "python", "-m", "pytest", "-p", "no:cacheprovider", "-q", *git_checks]
+    # -n 0: two quick tests, in one process rather than behind xdist's workers.
+    command = [VENV_BIN / "python", "-m", "pytest", "-p", "no:cacheprovider", "-q", "-n", "0", *git_checks]
     # The inner run's output must not depend on the caller's options: PYTEST_ADDOPTS=-q would make it -qq, which
     # drops the "2 passed" line.
     env = reader_env(PYTEST_ADDOPTS=None)
