@@ -158,7 +158,7 @@ def measure_the_suite(table: "Table", baseline_rev: str | None, workers: list[st
         subprocess.run(["git", "clone", "--quiet", str(REPO), str(baseline)], check=True)
         subprocess.run(["git", "checkout", "--quiet", baseline_rev], cwd=baseline, check=True)
         checkouts[f"make test at {baseline_rev}"] = baseline
-    env = reader_env(PYTEST_ADDOPTS=None)
+    env = reader_env(PYTEST_ADDOPTS=None, CI="true")  # CI: a test that lacks a service fails, not skips
     for checkout in checkouts.values():
         subprocess.run(["make", ".venv/.installed-dev"], cwd=checkout, env=env, check=True, capture_output=True)
     commands = {name: ["make", "-C", str(checkout), "test"] for name, checkout in checkouts.items()}
