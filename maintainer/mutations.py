@@ -211,6 +211,20 @@ MUTATIONS = [
         "default_permission = EDIT",
         "tests/team/test_team_server.py::test_a_reader_can_read_but_not_write_the_admins_experiment",
     ),
+    Mutation(
+        "a parallel run leaves the workers' shared session server running",
+        "tests/conftest.py",
+        'server_process.stop_group(json.loads(started.read_text())["process_group"])',
+        "pass",
+        "tests/tooling/test_make_test.py::test_two_workers_share_the_session_server_and_it_stops_when_they_end",
+    ),
+    Mutation(
+        "make bench runs without hyperfine and fails with a traceback",
+        "maintainer/hyperfine.py",
+        'if shutil.which("hyperfine") is None:',
+        "if False:",
+        "tests/tooling/test_make_bench.py::test_without_hyperfine_the_bench_says_what_to_install",
+    ),
 ]
 
 
