@@ -29,13 +29,19 @@ from helpers import (
 
 from maintainer.bench_batch import FEATURES, generated_table
 from tutorial import doctor, server_process
+from tutorial.batch_spark import QUICK_JVM_START
 from tutorial.names import MODEL_NAME
 from tutorial.steps import BATCH_SCORING
 from tutorial.venv import VENV_BIN
 
 LARGE_TABLE_ROWS = 100_000
-# Spark listens on loopback only: the tests' traffic stays on this machine.
-LOOPBACK = {"SPARK_LOCAL_IP": "127.0.0.1"}
+# Spark listens on loopback only: the tests' traffic stays on this machine. Its JVMs start as `make batch-spark`
+# starts them, with the quick compiler only.
+SPARK_ENV = {
+    "SPARK_LOCAL_IP": "127.0.0.1",
+    "SPARK_SUBMIT_OPTS": QUICK_JVM_START,
+    "SPARK_DAEMON_JAVA_OPTS": QUICK_JVM_START,
+}
 
 
 # The one-process jobs log their runs into one experiment, which the first creates and the tests search: one worker
@@ -45,7 +51,7 @@ ONE_WRITER = pytest.mark.xdist_group("batch-scoring-runs")
 
 def score(tracking_server, folder, command: str, **extra_env: str):
     """Run a scoring command in `folder`, where the scripts lie alone with the data."""
-    return run_command(command, tracking_server.url, cwd=folder, timeout=600, extra_env={**LOOPBACK, **extra_env})
+    return run_command(command, tracking_server.url, cwd=folder, timeout=600, extra_env={**SPARK_ENV, **extra_env})
 
 
 @pytest.fixture
@@ -203,7 +209,7 @@ def spark_cluster(spark, tmp_path_factory):
     """A standalone Spark cluster on loopback: a master and one worker with 2 cores, from pyspark's spark-class."""
     folder = tmp_path_factory.mktemp("spark-cluster")
     port, master_ui_port, worker_ui_port = (server_process.free_port() for _ in range(3))
-    env = {**step_env("http://127.0.0.1:1"), **LOOPBACK, "SPARK_LOG_DIR": str(folder), "SPARK_WORKER_DIR": str(folder)}
+    env = {**step_env("http://127.0.0.1:1"), **SPARK_ENV, "SPARK_LOG_DIR": str(folder), "SPARK_WORKER_DIR": str(folder)}
     spark_class = str(VENV_BIN / "spark-class")
     master_command = [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1"]
     master_command += ["--port", str(port), "--webui-port", str(master_ui_port)]
