@@ -242,7 +242,8 @@ def caught(mutation: Mutation, folder: Path) -> tuple[bool, float]:
     """Run the guarding test in a mutated fresh copy: (it failed, seconds)."""
     checkout = fresh_copy(folder / "mlflow-starter")
     apply(mutation, checkout)
-    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", mutation.caught_by]
+    # Not -x: under xdist, a run stopped at the first failure exits 2 ("interrupted"), not 1.
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", mutation.caught_by]
     started = time.monotonic()
     result = subprocess.run(
         command, cwd=checkout, env=reader_env(CI="true", PYTEST_ADDOPTS=None), capture_output=True, text=True
