@@ -216,7 +216,7 @@ MUTATIONS = [
         "tests/conftest.py",
         'server_process.stop_group(json.loads(started.read_text())["process_group"])',
         "pass",
-        "tests/tooling/test_make_test.py::test_two_workers_share_the_session_server_and_it_stops_when_they_end",
+        "tests/tooling/test_make_test.py::test_the_workers_session_server_stops_when_they_end",
     ),
     Mutation(
         "make bench runs without hyperfine and fails with a traceback",
