@@ -15,7 +15,6 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail at once if no server answers
-FEATURES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
 
 
 def pin(model_uri: str) -> tuple[str, str | None]:
@@ -29,28 +28,37 @@ def pin(model_uri: str) -> tuple[str, str | None]:
 
 def score(model_uri: str, source: Path) -> Path:
     table = pd.read_parquet(source) if source.suffix == ".parquet" else pd.read_csv(source)
-    if missing := [column for column in FEATURES if column not in table.columns]:
-        raise ValueError(f"{source} has no column {missing[0]!r}: it needs {FEATURES}")
     model_uri, version = pin(model_uri)
     model = mlflow.pyfunc.load_model(model_uri)
+    # The signature names the model's features. MLflow finds them in the table by name, in any order, and refuses a
+    # missing column or a value that is not a number; other columns (an id) are left out of the model's input.
+    schema = model.metadata.get_input_schema()
+    mlflow.models.validate_schema(table, schema)
+    if empty := [name for name in schema.input_names() if table[name].isna().any()]:
+        raise ValueError(f"column {empty[0]!r} has empty values in {source}")
     output = source.with_name(f"{source.stem}-predictions.parquet")
-    experiment = mlflow.set_experiment("Batch scoring")
-    with mlflow.start_run(experiment_id=experiment.experiment_id, run_name=f"score-{source.name}"):
-        features = table[FEATURES].to_numpy()
-        # The dataset's digest fingerprints the rows: the same file scored again has the same digest.
-        mlflow.log_input(mlflow.data.from_numpy(features, name=source.name), context="scoring")
-        mlflow.set_tags({"model_uri": model_uri, "model_version": version or "-", "model_id": model.metadata.model_id})
-        mlflow.set_tag("output", str(output.resolve()))
-        partial = output.with_name(f".{output.name}.partial")  # renamed once whole: no half-written output
-        table.assign(prediction=model.predict(features)).to_parquet(partial, index=False)
-        partial.replace(output)
-        mlflow.log_metric("rows", len(table))
+    partial = output.with_name(f".{output.name}.partial")  # renamed once whole: no half-written output
+    table.assign(prediction=model.predict(table[schema.input_names()])).to_parquet(partial, index=False)
+    partial.replace(output)
+    # The dataset's digest fingerprints the rows: the same file scored again has the same digest.
+    dataset = mlflow.data.from_pandas(table, name=source.name)
+    record(dataset, model_uri, version, model.metadata.model_id, len(table), output)
     return output
+
+
+def record(dataset, model_uri: str, version: str | None, model_id: str, rows: int, output) -> None:
+    """A run in "Batch scoring": which data, which version and model scored it, how many rows, and where they went."""
+    experiment = mlflow.set_experiment("Batch scoring")
+    with mlflow.start_run(experiment_id=experiment.experiment_id, run_name=f"score-{dataset.name}"):
+        mlflow.log_input(dataset, context="scoring")
+        mlflow.set_tags({"model_uri": model_uri, "model_version": version or "-", "model_id": model_id})
+        mlflow.set_tag("output", str(Path(output).resolve()))
+        mlflow.log_metric("rows", rows)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("input", type=Path, help="a CSV or Parquet file with the columns " + ", ".join(FEATURES))
+    parser.add_argument("input", type=Path, help="a CSV or Parquet file with a column for each of the model's inputs")
     parser.add_argument("--model", default="models:/tracking-iris-lr@champion", help="default: %(default)s")
     args = parser.parse_args()
     mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"))

@@ -1,55 +1,70 @@
 """Batch scoring on Spark: the job of batch_scoring.py, for a table that outgrows one machine.
 
     python batch_scoring_spark.py flowers.csv                        # Spark in this process, on every core
-    spark-submit --master spark://<host>:7077 batch_scoring_spark.py <file or s3a://... path>   # on a cluster
+    spark-submit --master spark://<host>:7077 batch_scoring_spark.py <shared-path>   # on a cluster
 
-It writes the rows with a `prediction` column to <input>-predictions-spark/, a folder of Parquet files.
-Needs pyspark (`make batch-spark` installs it) and Java 17 or newer.
+It writes the rows with their `prediction` to <input>-predictions-spark/, a folder of Parquet files, and logs a run
+in "Batch scoring", as batch_scoring.py does, whose functions it uses. Needs pyspark and Java 17+ (`make batch-spark`).
 """
 
 import argparse
 import os
+import shutil
 import sys
 
 import mlflow
 from mlflow.exceptions import MlflowException
+from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail at once if no server answers
-# Spark's Python workers run this interpreter, which has MLflow and the model's packages.
-os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-FEATURES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+from batch_scoring import pin, record
+
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # Spark's workers run this Python, which has MLflow
 
 
 def score_on_spark(spark: SparkSession, model_uri: str, source: str, output: str) -> int:
     reader = spark.read.option("header", True).option("inferSchema", True)
     table = reader.parquet(source) if source.endswith(".parquet") else reader.csv(source)
-    if missing := [column for column in FEATURES if column not in table.columns]:
-        raise ValueError(f"{source} has no column {missing[0]!r}: it needs {FEATURES}")
-    # spark_udf ships the model to every executor. env_manager="local": they use their own Python's packages;
-    # "virtualenv" or "uv" would build the model's environment from its requirements.txt on each of them.
+    model_uri, version = pin(model_uri)  # the alias resolved once, on the driver: every executor scores that version
+    model = mlflow.models.get_model_info(model_uri)
+    inputs = model.signature.inputs.input_names()
+    # Before any work, as in batch_scoring.py: names and types against the signature (on one row), then empty values.
+    mlflow.models.validate_schema(table.limit(1).toPandas(), model.signature.inputs)
+    rows, *empty = table.select(F.count("*"), *[F.count_if(F.col(f"`{name}`").isNull()) for name in inputs]).first()
+    if empty := [name for name, count in zip(inputs, empty, strict=True) if count]:
+        raise ValueError(f"column {empty[0]!r} has empty values in {source}")
+    # spark_udf ships the model to every executor, which runs it with its own Python's packages (env_manager="local").
     predict = mlflow.pyfunc.spark_udf(spark, model_uri, result_type="long", env_manager="local")
-    # The model takes each flower as one array of 4 numbers (its signature: a tensor of shape (-1, 4)).
-    scored = table.withColumn("prediction", predict(F.array(*FEATURES)))
-    scored.write.mode("overwrite").parquet(output)  # Spark's commit: a failed job leaves no _SUCCESS file
-    return spark.read.parquet(output).count()
+    # predict() with no columns reads the signature's by name; the table's other columns stay beside the prediction.
+    scored = table.withColumn("prediction", predict())
+    partial, previous = f"{output}.partial", f"{output}.previous"  # Spark's overwrite would delete the output first
+    try:
+        scored.write.parquet(partial, mode="overwrite")  # the partial folder only: a killed job's, if any
+        if os.path.exists(output):
+            os.rename(output, previous)  # two renames, each instant: the output is whole, the old one or the new
+        os.rename(partial, output)
+    finally:  # nothing is left beside it: neither a failed job's folder nor the output it replaced
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.rmtree(previous, ignore_errors=True)
+    dataset = mlflow.data.from_spark(table, path=source, name=os.path.basename(source.rstrip("/")))
+    record(dataset, model_uri, version, model.model_id, rows, output)
+    return rows
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("input", help="a CSV or Parquet file (or folder) with the columns " + ", ".join(FEATURES))
+    parser.add_argument("input", help="a CSV or Parquet file (or folder) with a column for each of the model's inputs")
     parser.add_argument("--model", default="models:/tracking-iris-lr@champion", help="default: %(default)s")
     args = parser.parse_args()
     mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"))
     output = f"{args.input.removesuffix('/').rsplit('.', 1)[0]}-predictions-spark"
     try:
-        # The master comes from spark-submit (--master); run with plain python, it is local[*].
         spark = SparkSession.builder.appName("batch-scoring").getOrCreate()
         rows = score_on_spark(spark, args.model, args.input, output)
         spark.stop()
-    except (MlflowException, PySparkException, OSError, ValueError) as err:
-        reason = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+    except (MlflowException, PySparkException, Py4JJavaError, OSError, ValueError) as err:
+        reason = (str(getattr(err, "java_exception", err)).strip() or type(err).__name__).splitlines()[0]  # Spark's own
         raise SystemExit(f"error: {reason} (`make doctor` checks Java and the server)") from None
     print(f"Scored {rows} rows of {args.input} with {args.model} on Spark: {output}/")

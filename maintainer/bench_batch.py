@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 
 from maintainer import hyperfine
+from tutorial.names import FEATURES
 from tutorial.venv import VENV_BIN, with_venv_on_path
 
 REPO = Path(__file__).resolve().parent.parent
-FEATURES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
 SPARK_START = "from pyspark.sql import SparkSession; SparkSession.builder.getOrCreate().stop()"
 
 
@@ -31,7 +31,7 @@ def register_a_champion(folder: Path) -> str:
 
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
-    features, species = load_iris(return_X_y=True)
+    features, species = load_iris(return_X_y=True, as_frame=True)  # named columns, as the notebook trains on
     model = LogisticRegression(solver="lbfgs", C=1.5, max_iter=1000, random_state=42).fit(features, species)
     experiment = mlflow.create_experiment("bench", artifact_location=(folder / "artifacts").as_uri())
     with mlflow.start_run(experiment_id=experiment):
@@ -89,7 +89,7 @@ def jobs_on(path: Path, folder: Path, env: dict, spark) -> dict:
     import batch_scoring
     import batch_scoring_spark
 
-    flowers = pd.read_parquet(path)[FEATURES].to_numpy()
+    flowers = pd.read_parquet(path)[FEATURES]
     model = mlflow.pyfunc.load_model("models:/tracking-iris-lr@champion")
     python = str(VENV_BIN / "python")
 

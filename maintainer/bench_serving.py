@@ -15,6 +15,7 @@ from pathlib import Path
 
 from maintainer.scoring_load import run_load
 from tutorial import server_process
+from tutorial.names import FEATURES
 from tutorial.venv import with_venv_on_path
 
 # mlflow and scikit-learn are imported inside the functions that use them, not here: each client
@@ -23,7 +24,7 @@ from tutorial.venv import with_venv_on_path
 
 ROUND_SECONDS = 3  # each round sends about this many seconds' worth of requests (200 to 2000)
 REPEATS = 3
-ONE_FLOWER = [[6.7, 3.0, 5.2, 2.3]]
+ONE_FLOWER = {"dataframe_split": {"columns": FEATURES, "data": [[6.7, 3.0, 5.2, 2.3]]}}  # a virginica, by name
 
 
 def save_iris_model(folder: Path) -> Path:
@@ -56,14 +57,14 @@ def measure_server(model_path: Path, workers: int, log_file: Path) -> list[tuple
     rows = []
     try:
         server_process.wait_until_healthy(server, f"http://127.0.0.1:{port}/ping", log_file)
-        run_load(url, {"inputs": ONE_FLOWER}, clients=4, total_requests=400, keep_alive=False)  # warm up every worker
+        run_load(url, ONE_FLOWER, clients=4, total_requests=400, keep_alive=False)  # warm up every worker
         for keep_alive in (True, False):
             for clients in (1, 4):
                 # Size the rounds to last about ROUND_SECONDS, whatever the speed of this configuration.
-                probe = run_load(url, {"inputs": ONE_FLOWER}, clients, 20 * clients, keep_alive)
+                probe = run_load(url, ONE_FLOWER, clients, 20 * clients, keep_alive)
                 requests = clients * int(min(2000, max(200, probe.requests_per_second * ROUND_SECONDS)) // clients)
                 cpu_before = group_cpu_seconds(server.pid)
-                rounds = [run_load(url, {"inputs": ONE_FLOWER}, clients, requests, keep_alive) for _ in range(REPEATS)]
+                rounds = [run_load(url, ONE_FLOWER, clients, requests, keep_alive) for _ in range(REPEATS)]
                 cpu_ms = (group_cpu_seconds(server.pid) - cpu_before) / (requests * REPEATS) * 1000
                 rows.append(
                     (

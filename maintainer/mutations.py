@@ -100,6 +100,32 @@ MUTATIONS = [
         "tests/steps/test_batch_scoring.py::test_scoring_the_flowers_records_which_model_scored_them",
     ),
     Mutation(
+        "batch_scoring.py reads the model's inputs by position, not by name",
+        "batch_scoring.py",
+        "model.predict(table[schema.input_names()])",
+        "model.predict(table.iloc[:, :4].set_axis(schema.input_names(), axis=1))",
+        "tests/steps/test_batch_scoring.py::test_columns_in_any_order_and_an_extra_id_get_the_same_predictions",
+    ),
+    Mutation(
+        "batch_scoring_spark.py overwrites its output in place",
+        "batch_scoring_spark.py",
+        """        scored.write.parquet(partial, mode="overwrite")  # the partial folder only: a killed job's, if any
+        if os.path.exists(output):
+            os.rename(output, previous)  # two renames, each instant: the output is whole, the old one or the new
+        os.rename(partial, output)
+""",
+        """        scored.write.parquet(output, mode="overwrite")
+""",
+        "tests/steps/test_batch_scoring.py::test_spark_reads_the_columns_by_name_and_a_failed_job_keeps_the_last_output",
+    ),
+    Mutation(
+        "batch_scoring_spark.py records the alias, not the version it resolved to",
+        "batch_scoring_spark.py",
+        "model_uri, version = pin(model_uri)",
+        "version = pin(model_uri)[1]",
+        "tests/steps/test_batch_scoring.py::test_the_same_job_on_a_standalone_cluster[150-flowers]",
+    ),
+    Mutation(
         "`make batch-spark` starts Spark without checking for Java",
         "tutorial/batch_spark.py",
         "doctor.require(doctor.java(os.environ), doctor.tracking_server(tracking_uri))",

@@ -160,7 +160,7 @@ def unlike_the_champion(tracking_server, notebook_run, tmp_path_factory, worker_
         from sklearn.datasets import load_iris
         from sklearn.dummy import DummyClassifier
 
-        features, species = load_iris(return_X_y=True)
+        features, species = load_iris(return_X_y=True, as_frame=True)  # its signature names the features too
         model = DummyClassifier(strategy="constant", constant=2).fit(features, species)
         client = tracking_server.client()
         with pytest.MonkeyPatch.context() as monkeypatch:

@@ -27,21 +27,22 @@ SERVE = steps.SERVING.command
 MAKE_SERVE = "make serve"
 MAKE_SERVE_VERSION = "make serve MODEL=models:/tracking-iris-lr/2"
 PING = "curl -i http://127.0.0.1:5001/ping"
-# A setosa and a virginica, sent in each of the two JSON formats the scoring server reads.
-PREDICT_INPUTS = (
-    "curl http://127.0.0.1:5001/invocations -H 'Content-Type: application/json'"
-    """ -d '{"inputs": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}'"""
-)
+# A setosa and a virginica, by the names of the model's features (step 8).
 PREDICT_DATAFRAME_SPLIT = (
     "curl http://127.0.0.1:5001/invocations -H 'Content-Type: application/json'"
     """ -d '{"dataframe_split": {"columns": ["sepal length (cm)", "sepal width (cm)","""
     """ "petal length (cm)", "petal width (cm)"], "data": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}}'"""
 )
-
-# The `inputs` request again, in Python, for PowerShell (whose `curl` is another program) and any other shell.
+# The same request in Python, for PowerShell (whose `curl` is another program) and any other shell.
 PREDICT_ANY_SHELL = (
-    """python -c "import requests; print(requests.post('http://127.0.0.1:5001/invocations', json={'inputs':"""
-    """ [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}).text)\""""
+    """python -c "import requests; print(requests.post('http://127.0.0.1:5001/invocations', json={'dataframe_split':"""
+    """ {'columns': ['sepal length (cm)', 'sepal width (cm)', 'petal length (cm)', 'petal width (cm)'],"""
+    """ 'data': [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}}).text)\""""
+)
+# Rows without names, by position: the server refuses them (docs/under-the-hood.md).
+PREDICT_INPUTS = (
+    "curl http://127.0.0.1:5001/invocations -H 'Content-Type: application/json'"
+    """ -d '{"inputs": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}'"""
 )
 
 
@@ -117,7 +118,7 @@ UPGRADE_DATABASE = "mlflow db upgrade postgresql://mlflow@postgres:5432/mlflow"
 # Step 9 on Spark: docs/batch-scoring-on-spark.md. The tests put a real master and file in place of the placeholders.
 SCORE_ON_SPARK = steps.SCORE_ON_SPARK
 MAKE_BATCH_SPARK = "make batch-spark"
-BATCH_SCORING_ON_A_CLUSTER = "spark-submit --master spark://<host>:7077 batch_scoring_spark.py <file or s3a://... path>"
+BATCH_SCORING_ON_A_CLUSTER = "spark-submit --master spark://<host>:7077 batch_scoring_spark.py <shared-path>"
 SPARK_PAGE = "docs/batch-scoring-on-spark.md"
 
 TEAM_PAGE = "docs/team-server.md"
@@ -147,7 +148,7 @@ TEAM_COMMANDS = (
     UPGRADE_DATABASE,
 )
 SHOWN_IN = {command: TEAM_PAGE for command in (*TEAM_COMMANDS, EXAMPLE_DOMAIN)} | {
-    PREDICT_DATAFRAME_SPLIT: "docs/under-the-hood.md",
+    PREDICT_INPUTS: "docs/under-the-hood.md",
     SCORE_ON_SPARK: SPARK_PAGE,
     BATCH_SCORING_ON_A_CLUSTER: SPARK_PAGE,
 }

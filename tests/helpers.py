@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 
 from maintainer.checkout import reader_env
@@ -42,6 +43,21 @@ STRICT_WARNING_EXEMPTIONS = [
     "ignore:The ``noload`` loader strategy is deprecated and will be removed in a future release.  This option"
     " produces incorrect results by returning ``None`` for related items.:DeprecationWarning"
     ":mlflow.store.tracking.sqlalchemy_store",
+    # log_model(input_example=<a DataFrame>) compares the column names with a range, which pandas 3 deprecates
+    # (a Pandas4Warning, a DeprecationWarning) and attributes to MLflow's code. The message up to its first comma:
+    # PYTHONWARNINGS separates its entries with commas, and the rest of the message is only pandas' advice.
+    "ignore:Operation with range is deprecated. In a future version these will be treated as scalar-like. To retain"
+    " the old behavior:DeprecationWarning:mlflow.models.utils",
+    # mlflow.data.from_pandas computes its digest with DataFrame.all(0), whose positional argument pandas 3
+    # deprecates (a Pandas4Warning), attributed to MLflow's digest code.
+    "ignore:Starting with pandas version 4.0 all arguments of all will be keyword-only.:DeprecationWarning"
+    ":mlflow.data.digest_utils",
+    # mlflow.models.evaluate drops a dataset's targets column with DataFrame.drop(..., inplace=False), whose inplace
+    # keyword pandas 3.1 deprecates (a Pandas4Warning), attributed to MLflow's evaluation dataset.
+    "ignore:The inplace keyword in DataFrame.drop is deprecated:DeprecationWarning:mlflow.data.evaluation_dataset",
+    # pyspark 4.0's DataFrame.toPandas passes astype(copy=False), whose copy keyword pandas 3 deprecates.
+    "ignore:The copy keyword is deprecated and will be removed in a future version.:DeprecationWarning"
+    ":pyspark.sql.pandas.types",
 ]
 STRICT_WARNINGS = ",".join(["error::DeprecationWarning", "error::FutureWarning", *STRICT_WARNING_EXEMPTIONS])
 
@@ -183,6 +199,11 @@ def post_json(url: str, body: bytes) -> tuple[int, dict]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read())
+
+
+def dataframe_split(rows: pd.DataFrame) -> bytes:
+    """A request body for the scoring server: the rows by their column names, as step 8 sends them."""
+    return json.dumps({"dataframe_split": rows.to_dict(orient="split", index=False)}).encode()
 
 
 @dataclass

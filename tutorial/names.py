@@ -8,6 +8,8 @@ SMOKE_TEST_EXPERIMENT = "my_experiment"  # get_started.py's experiment
 IRIS_EXPERIMENT = "Iris Classification Experiment"  # the notebook's experiment
 MODEL_NAME = "tracking-iris-lr"  # the notebook registers its models under this name
 CHAMPION_URI = f"models:/{MODEL_NAME}@champion"  # the alias the notebook's gate moves
+# The model's inputs, by name: the columns of load_iris(as_frame=True), which the notebook trains on.
+FEATURES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
 
 TRACKING_PORT = 5000  # `mlflow ui`'s default
 SERVING_PORT = TRACKING_PORT + 1  # `make serve` uses the port after the tracking server's (the Makefile's SERVE_PORT)

@@ -158,6 +158,16 @@ def test_a_deprecation_warning_fails_a_step(category):
     assert "still running" not in result.stdout
 
 
+# pandas 3's Pandas4Warnings (DeprecationWarnings) that MLflow's and pyspark's own code raises, as pandas words them.
+RANGE_WARNING = (
+    "Operation with range is deprecated. In a future version these will be treated as scalar-like. To retain the old"
+    " behavior, explicitly wrap in a Series instead."
+)
+DROP_INPLACE_WARNING = "The inplace keyword in DataFrame.drop is deprecated and will be removed in a future version."
+ALL_WARNING = "Starting with pandas version 4.0 all arguments of all will be keyword-only."
+COPY_WARNING = "The copy keyword is deprecated and will be removed in a future version. Copy-on-Write is active."
+
+
 @pytest.mark.parametrize(
     "module, message, exempt",
     [
@@ -177,8 +187,28 @@ def test_a_deprecation_warning_fails_a_step(category):
         ("tornado.ioloop", "There is no current event loop", True),
         ("get_started", "There is no current event", False),
         ("get_started", "`y_pred` was renamed to `y_proba` in version 1.9 and will be removed in 1.11.", False),
+        ("mlflow.models.utils", RANGE_WARNING, True),
+        ("batch_scoring", RANGE_WARNING, False),
+        ("mlflow.data.digest_utils", ALL_WARNING, True),
+        ("mlflow.data.evaluation_dataset", DROP_INPLACE_WARNING, True),
+        ("batch_scoring", DROP_INPLACE_WARNING, False),
+        ("pyspark.sql.pandas.types", COPY_WARNING, True),
+        ("batch_scoring_spark", COPY_WARNING, False),
     ],
-    ids=["noload-from-mlflow", "noload-from-our-code", "event-loop", "event-loop-shortened", "y_pred"],
+    ids=[
+        "noload-from-mlflow",
+        "noload-from-our-code",
+        "event-loop",
+        "event-loop-shortened",
+        "y_pred",
+        "range-from-mlflow",
+        "range-from-our-code",
+        "all-from-mlflow",
+        "drop-inplace-from-mlflow",
+        "drop-inplace-from-our-code",
+        "copy-from-pyspark",
+        "copy-from-our-code",
+    ],
 )
 def test_the_warning_exemptions_are_no_wider_than_their_message_and_module(module, message, exempt):
     """A step's DeprecationWarning or FutureWarning is an error, except the exact ones helpers.py lists."""

@@ -27,10 +27,10 @@ from helpers import (
     step_env,
 )
 
-from maintainer.bench_batch import FEATURES, generated_table
+from maintainer.bench_batch import generated_table
 from tutorial import doctor, server_process
 from tutorial.batch_spark import QUICK_JVM_START
-from tutorial.names import MODEL_NAME
+from tutorial.names import FEATURES, MODEL_NAME
 from tutorial.steps import BATCH_SCORING
 from tutorial.venv import VENV_BIN
 
@@ -75,7 +75,7 @@ def assert_champions_predictions(output, champion, input_rows: pd.DataFrame) -> 
     scored = pd.read_parquet(output)
     assert len(scored) == len(input_rows)
     assert sorted(map(tuple, scored[FEATURES].to_numpy())) == sorted(map(tuple, input_rows[FEATURES].to_numpy()))
-    expected = champion.predict(scored[FEATURES].to_numpy())
+    expected = champion.predict(scored[FEATURES])
     assert scored["prediction"].tolist() == expected.tolist()
     assert set(expected) == {0, 1, 2}  # all three species: a constant answer would not pass
 
@@ -102,7 +102,8 @@ def test_scoring_the_flowers_records_which_model_scored_them(tracking_server, ch
     assert run.data.metrics["rows"] == 150
     [dataset_input] = run.inputs.dataset_inputs
     assert dataset_input.dataset.name == "flowers.csv"
-    assert dataset_input.dataset.digest == mlflow.data.from_numpy(rows[FEATURES].to_numpy()).digest
+    assert dataset_input.dataset.digest == mlflow.data.from_pandas(rows).digest
+    assert [column["name"] for column in json.loads(dataset_input.dataset.schema)["mlflow_colspec"]] == FEATURES
     assert [(tag.key, tag.value) for tag in dataset_input.tags] == [("mlflow.data.context", "scoring")]
 
 
@@ -110,7 +111,7 @@ def test_scoring_the_flowers_records_which_model_scored_them(tracking_server, ch
 def test_another_version_scores_when_asked_and_is_recorded(tracking_server, champion, flowers, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server.url)
     version_2 = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/2")
-    rows = pd.read_csv(flowers / "flowers.csv")[FEATURES].to_numpy()
+    rows = pd.read_csv(flowers / "flowers.csv")
     assert version_2.predict(rows).tolist() != champion.predict(rows).tolist()  # one flower tells them apart
 
     result = score(tracking_server, flowers, f"{BATCH_SCORING.command} --model models:/{MODEL_NAME}/2")
@@ -137,23 +138,63 @@ def test_a_table_of_100000_flowers_in_one_process(tracking_server, champion, lar
     assert_champions_predictions(folder / "flowers-predictions.parquet", champion, pd.read_parquet(large_table))
 
 
+def spoil(path, problem: str) -> None:
+    """Make one of the mistakes a hand-made file has, in the 4th flower's petal width or its whole column."""
+    table = pd.read_csv(path)
+    if problem == "missing-column":
+        table = table.drop(columns="petal width (cm)")
+    elif problem in ("text-value", "empty-value"):
+        table = table.astype({"petal width (cm)": object})
+        table.loc[3, "petal width (cm)"] = "wide" if problem == "text-value" else None
+    table.to_csv(path, index=False)
+
+
+def reordered_with_an_id(path) -> pd.DataFrame:
+    """The file's flowers with their columns in reverse order, after an `id` column: what a hand-made file may be."""
+    table = pd.read_csv(path)[FEATURES[::-1]]
+    table.insert(0, "id", range(100, 100 + len(table)))
+    table.to_csv(path, index=False)
+    return table
+
+
+def assert_same_predictions_by_id(output, canonical_predictions: list, table: pd.DataFrame) -> None:
+    """Every row keeps its id, its columns and the prediction the flower got from the canonical file."""
+    scored = pd.read_parquet(output).sort_values("id")
+    assert scored.columns.tolist() == [*table.columns, "prediction"]
+    assert scored["id"].tolist() == table["id"].tolist()
+    assert scored["prediction"].tolist() == canonical_predictions
+
+
+@ONE_WRITER
+def test_columns_in_any_order_and_an_extra_id_get_the_same_predictions(tracking_server, champion, flowers):
+    canonical = champion.predict(pd.read_csv(flowers / "flowers.csv")).tolist()
+    table = reordered_with_an_id(flowers / "flowers.csv")
+    by_position = pd.DataFrame(table.to_numpy()[:, 1:], columns=FEATURES)
+    assert champion.predict(by_position).tolist() != canonical  # read by position, they would differ
+
+    result = score(tracking_server, flowers, BATCH_SCORING.command)
+
+    assert result.returncode == 0, result.stderr
+    assert_same_predictions_by_id(flowers / "flowers-predictions.parquet", canonical, table)
+
+
 @ONE_WRITER
 @pytest.mark.parametrize(
     "problem, expected",
     [
         ("unknown-model", "no-such-model"),
         ("missing-file", "no-such-file.csv"),
-        ("wrong-columns", "has no column 'petal width (cm)'"),
+        ("missing-column", "Model is missing inputs ['petal width (cm)']"),
+        ("text-value", "Incompatible input types for column petal width (cm)"),
+        ("empty-value", "column 'petal width (cm)' has empty values in flowers.csv"),
     ],
 )
 def test_bad_input_gets_one_line_and_leaves_no_output(tracking_server, notebook_run, flowers, problem, expected):
-    if problem == "wrong-columns":
-        pd.read_csv(flowers / "flowers.csv").drop(columns="petal width (cm)").to_csv(flowers / "flowers.csv")
+    spoil(flowers / "flowers.csv", problem)
     command = {
         "unknown-model": f"{BATCH_SCORING.command} --model models:/no-such-model@champion",
         "missing-file": "python batch_scoring.py no-such-file.csv",
-        "wrong-columns": BATCH_SCORING.command,
-    }[problem]
+    }.get(problem, BATCH_SCORING.command)
 
     result = score(tracking_server, flowers, command)
 
@@ -199,6 +240,58 @@ def test_a_table_of_100000_flowers_on_spark_in_this_process(spark, tracking_serv
     assert_champions_predictions(flowers / "flowers-predictions-spark", champion, pd.read_parquet(large_table))
 
 
+@pytest.mark.spark
+def test_spark_reads_the_columns_by_name_and_a_failed_job_keeps_the_last_output(
+    spark, tracking_server, champion, flowers, tmp_path
+):
+    canonical = champion.predict(pd.read_csv(flowers / "flowers.csv")).tolist()
+    table = reordered_with_an_id(flowers / "flowers.csv")
+    result = score(tracking_server, flowers, SCORE_ON_SPARK)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = flowers / "flowers-predictions-spark"
+    assert_same_predictions_by_id(output, canonical, table)
+    scored = {path.relative_to(output): path.read_bytes() for path in output.rglob("*") if path.is_file()}
+    # Again, with Python workers that die as they start: the job fails in the middle, as it writes.
+    crashing_python = tmp_path / "python"
+    crashing_python.write_text("#!/bin/sh\nexit 1\n")
+    crashing_python.chmod(0o755)
+
+    failed = score(tracking_server, flowers, SCORE_ON_SPARK, PYSPARK_PYTHON=str(crashing_python))
+
+    assert_one_line_error(failed, "make doctor")
+    assert {path.relative_to(output): path.read_bytes() for path in output.rglob("*") if path.is_file()} == scored
+    assert sorted(path.name for path in flowers.iterdir()) == [
+        "batch_scoring.py",
+        "batch_scoring_spark.py",
+        "flowers-predictions-spark",
+        "flowers.csv",
+    ]
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize(
+    "problem, expected",
+    [
+        ("missing-column", "Model is missing inputs ['petal width (cm)']"),
+        ("text-value", "Incompatible input types for column petal width (cm)"),
+        ("empty-value", "column 'petal width (cm)' has empty values in flowers.csv"),
+    ],
+)
+def test_bad_input_on_spark_gets_one_line_and_leaves_no_output(
+    spark, tracking_server, notebook_run, flowers, problem, expected
+):
+    spoil(flowers / "flowers.csv", problem)
+
+    result = score(tracking_server, flowers, SCORE_ON_SPARK)
+
+    assert_one_line_error(result, expected)
+    assert sorted(path.name for path in flowers.iterdir()) == [
+        "batch_scoring.py",
+        "batch_scoring_spark.py",
+        "flowers.csv",
+    ]
+
+
 def workers_alive(master_ui: str) -> int:
     with urllib.request.urlopen(f"{master_ui}/json/", timeout=5) as response:
         return sum(worker["state"] == "ALIVE" for worker in json.load(response)["workers"])
@@ -240,13 +333,34 @@ def spark_cluster(spark, tmp_path_factory):
 def test_the_same_job_on_a_standalone_cluster(spark_cluster, tracking_server, champion, large_table, flowers, table):
     shutil.copy(large_table, flowers)
     command = BATCH_SCORING_ON_A_CLUSTER.replace("spark://<host>:7077", spark_cluster)
-    command = command.replace("<file or s3a://... path>", str(flowers / table))
+    command = command.replace("<shared-path>", str(flowers / table))
 
     result = score(tracking_server, flowers, command)
 
     assert result.returncode == 0, result.stderr[-3000:]
     rows = pd.read_csv(flowers / table) if table.endswith(".csv") else pd.read_parquet(large_table)
-    assert_champions_predictions(flowers / f"{table.split('.')[0]}-predictions-spark", champion, rows)
+    output = flowers / f"{table.split('.')[0]}-predictions-spark"
+    assert_champions_predictions(output, champion, rows)
+    assert_the_run_records(tracking_server, table, output, len(rows))
+
+
+def assert_the_run_records(tracking_server, dataset_name: str, output, rows: int) -> None:
+    """The Spark job's run, read back from the server: the data, the version the alias named then, the model's id,
+    the rows and the output; the README's search for the file finds it."""
+    client = tracking_server.client()
+    experiment = client.get_experiment_by_name("Batch scoring")
+    [run] = client.search_runs([experiment.experiment_id], filter_string=f"tags.output = '{output.resolve()}'")
+    readme_search = client.search_runs([experiment.experiment_id], f"dataset.name = '{dataset_name}'", max_results=1000)
+    assert run.info.run_id in [found.info.run_id for found in readme_search]
+    champion_version = client.get_model_version_by_alias(MODEL_NAME, "champion")
+    assert run.info.status == "FINISHED" and run.info.run_name == f"score-{dataset_name}"
+    assert run.data.tags["model_version"] == champion_version.version
+    assert run.data.tags["model_uri"] == f"models:/{MODEL_NAME}/{champion_version.version}"
+    assert f"models:/{run.data.tags['model_id']}" == champion_version.source
+    assert run.data.metrics["rows"] == rows
+    [dataset_input] = run.inputs.dataset_inputs
+    assert (dataset_input.dataset.name, dataset_input.dataset.source_type) == (dataset_name, "spark")
+    assert [(tag.key, tag.value) for tag in dataset_input.tags] == [("mlflow.data.context", "scoring")]
 
 
 @pytest.mark.spark

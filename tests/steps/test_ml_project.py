@@ -9,12 +9,12 @@ import json
 
 import mlflow
 import nbformat
-import numpy as np
+import pandas as pd
 from expected_state import assert_notebook_results
 from helpers import REPO, STRICT_WARNINGS, notebook_cells
 from nbclient import NotebookClient
 
-from tutorial.names import MODEL_NAME
+from tutorial.names import FEATURES, MODEL_NAME
 
 
 def test_notebook_logs_registers_and_promotes(tracking_server, notebook_run):
@@ -30,15 +30,19 @@ def test_the_readmes_figures_are_the_winners(tracking_server, notebook_run):
     assert run.info.run_name == "lr-C-1.5" and "`lr-C-1.5` wins" in readme
     assert f"ties on `cv_accuracy` ({run.data.metrics['cv_accuracy']:.3f})" in readme
     [test_set] = [i.dataset for i in run.inputs.dataset_inputs if i.dataset.name == "iris-test"]
-    assert json.loads(test_set.profile)["features_shape"] == [30, 4] and "the 30 test flowers" in readme
+    assert json.loads(test_set.profile)["num_rows"] == 30 and "the 30 test flowers" in readme
+    assert [column["name"] for column in json.loads(test_set.schema)["mlflow_colspec"]] == [*FEATURES, "species"]
 
 
 def test_champion_predicts_iris_species(tracking_server, notebook_run, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server.url)
     champion = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion")
-    # Three flowers of the iris data set: a setosa, a versicolor and a virginica.
-    flowers = np.array([[5.1, 3.5, 1.4, 0.2], [6.4, 3.2, 4.5, 1.5], [6.3, 3.3, 6.0, 2.5]])
+    # Three flowers of the iris data set: a setosa, a versicolor and a virginica, by the names of their features.
+    flowers = pd.DataFrame([[5.1, 3.5, 1.4, 0.2], [6.4, 3.2, 4.5, 1.5], [6.3, 3.3, 6.0, 2.5]], columns=FEATURES)
     assert champion.predict(flowers).tolist() == [0, 1, 2]
+    assert champion.metadata.get_input_schema().input_names() == FEATURES  # the signature names the features
+    # The same flowers with their columns in reverse order: read by name, not by position.
+    assert champion.predict(flowers[FEATURES[::-1]]).tolist() == [0, 1, 2]
 
 
 # The notebook's cells that define the data, the registry helpers and the gate, by their tags (in VS Code: a cell's

@@ -1,22 +1,20 @@
 """`make serve`: the README's serving command, on the port after the tracking server's, for the model you choose;
 and its one-line errors, in seconds."""
 
-import json
 import shlex
 import time
 
 import mlflow
-import numpy as np
 import pytest
 from guide_commands import MAKE_SERVE, MAKE_SERVE_VERSION
-from helpers import REPO, SECONDS_NOT_MINUTES, port_of, post_json, run_command, step_env
+from helpers import REPO, SECONDS_NOT_MINUTES, dataframe_split, port_of, post_json, run_command, step_env
 from sklearn.datasets import load_iris
 
 from tutorial import run, server_process
 
 # The 150 iris flowers' measurements: the champion and version 2 disagree on one of them, so a server asked for all of
 # them tells the two apart.
-ALL_FLOWERS = load_iris().data.tolist()
+ALL_FLOWERS = load_iris(as_frame=True).data
 
 
 def predictions_from_make_serve(command: str, tracking_server, port: int, log_file) -> list:
@@ -24,7 +22,7 @@ def predictions_from_make_serve(command: str, tracking_server, port: int, log_fi
     server = server_process.start(shlex.split(command), log_file, cwd=REPO, env=step_env(tracking_server.url))
     try:
         server_process.wait_until_healthy(server, f"http://127.0.0.1:{port}/ping", log_file)
-        status, answer = post_json(f"http://127.0.0.1:{port}/invocations", json.dumps({"inputs": ALL_FLOWERS}).encode())
+        status, answer = post_json(f"http://127.0.0.1:{port}/invocations", dataframe_split(ALL_FLOWERS))
         assert status == 200, answer
         return answer["predictions"]
     finally:
@@ -43,14 +41,14 @@ def test_the_tutorials_hint_serves_the_champion_on_the_next_port(tracking_server
 
     served = predictions_from_make_serve(command, tracking_server, serve_port, tmp_path / "make-serve.log")
 
-    assert served == champion.predict(np.array(ALL_FLOWERS)).tolist()
+    assert served == champion.predict(ALL_FLOWERS).tolist()
 
 
 def test_make_serve_model_serves_that_version(tracking_server, champion, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server.url)
     version_2 = mlflow.pyfunc.load_model(MAKE_SERVE_VERSION.split("MODEL=")[1])
-    expected = version_2.predict(np.array(ALL_FLOWERS)).tolist()
-    assert expected != champion.predict(np.array(ALL_FLOWERS)).tolist()  # one flower tells them apart
+    expected = version_2.predict(ALL_FLOWERS).tolist()
+    assert expected != champion.predict(ALL_FLOWERS).tolist()  # one flower tells them apart
     port = server_process.free_port()
     command = f"{MAKE_SERVE_VERSION} PORT={port_of(tracking_server.url)} SERVE_PORT={port}"
 
