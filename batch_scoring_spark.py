@@ -1,10 +1,7 @@
-"""Batch scoring on Spark: the job of batch_scoring.py, for a table that outgrows one machine.
+"""Batch scoring on Spark: batch_scoring.py's job and run, with its functions, for a table that outgrows one machine.
 
-    python batch_scoring_spark.py flowers.csv                        # Spark in this process, on every core
-    spark-submit --master spark://<host>:7077 batch_scoring_spark.py <shared-path>   # on a cluster
-
-It writes the rows with their `prediction` to <input>-predictions-spark/, a folder of Parquet files, and logs a run
-in "Batch scoring", as batch_scoring.py does, whose functions it uses. Needs pyspark and Java 17+ (`make batch-spark`).
+python batch_scoring_spark.py flowers.csv     # in this process, every core: writes flowers-predictions-spark/
+spark-submit --master spark://<host>:7077 batch_scoring_spark.py <shared-path>   # on a cluster (Java 17+ on both)
 """
 
 import argparse
@@ -48,7 +45,9 @@ def score_on_spark(spark: SparkSession, model_uri: str, source: str, output: str
     finally:  # nothing is left beside it: neither a failed job's folder nor the output it replaced
         shutil.rmtree(partial, ignore_errors=True)
         shutil.rmtree(previous, ignore_errors=True)
-    dataset = mlflow.data.from_spark(table, path=source, name=os.path.basename(source.rstrip("/")))
+    # The input: where it was read, Spark's hash of how, and the model's schema (from_spark would count the rows again).
+    name, where = os.path.basename(source.rstrip("/")), mlflow.data.spark_dataset_source.SparkDatasetSource(path=source)
+    dataset = mlflow.data.meta_dataset.MetaDataset(where, name, str(table.semanticHash()), model.signature.inputs)
     record(dataset, model_uri, version, model.model_id, rows, output)
     return rows
 

@@ -102,8 +102,7 @@ def test_scoring_the_flowers_records_which_model_scored_them(tracking_server, ch
     assert run.data.metrics["rows"] == 150
     [dataset_input] = run.inputs.dataset_inputs
     assert dataset_input.dataset.name == "flowers.csv"
-    assert dataset_input.dataset.digest == mlflow.data.from_pandas(rows).digest
-    assert [column["name"] for column in json.loads(dataset_input.dataset.schema)["mlflow_colspec"]] == FEATURES
+    assert dataset_input.dataset.digest == mlflow.data.from_numpy(rows[FEATURES].to_numpy()).digest
     assert [(tag.key, tag.value) for tag in dataset_input.tags] == [("mlflow.data.context", "scoring")]
 
 
@@ -360,6 +359,7 @@ def assert_the_run_records(tracking_server, dataset_name: str, output, rows: int
     assert run.data.metrics["rows"] == rows
     [dataset_input] = run.inputs.dataset_inputs
     assert (dataset_input.dataset.name, dataset_input.dataset.source_type) == (dataset_name, "spark")
+    assert [column["name"] for column in json.loads(dataset_input.dataset.schema)["mlflow_colspec"]] == FEATURES
     assert [(tag.key, tag.value) for tag in dataset_input.tags] == [("mlflow.data.context", "scoring")]
 
 
