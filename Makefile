@@ -66,7 +66,7 @@ tutorial: $(VENV)/.installed ## Start the tracking server and run every step of 
 	$(BIN)/python -m tutorial.run --port $(PORT) $(if $(filter 0,$(KEEP_SERVER)),--no-keep-server)
 
 serve: $(VENV)/.installed ## Serve the champion over REST on port PORT+1, 5001 (needs the server of `make tutorial`)
-	$(BIN)/python -m tutorial.serve --model-uri $(MODEL) --port $(SERVE_PORT) --tracking-uri http://127.0.0.1:$(PORT)
+	$(BIN)/python -m tutorial.serve --model-uri $(MODEL) --port $(SERVE_PORT) --tracking-port $(PORT)
 
 batch-spark: $(VENV)/.installed-spark ## Score flowers.csv with the champion on Spark, local[*] (installs pyspark; Java 17+)
 	$(BIN)/python -m tutorial.batch_spark --port $(PORT)
@@ -79,7 +79,7 @@ clean: ## Remove what can be rebuilt: the venvs, caches and the server's log (yo
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # Plain python3, not the venv: it needs only the standard library, and works after `make clean` too.
-clean-data: ## Delete the tutorial's runs and models (mlflow.db, mlartifacts/): shows what, deletes with CONFIRM=1
+clean-data: ## Delete the tutorial's runs, models and step 9's files (mlflow.db, mlartifacts/, flowers*): CONFIRM=1
 	$(PYTHON) -m tutorial.clean_data --port $(PORT) $(if $(filter 1,$(CONFIRM)),--yes)
 
 # ---- The maintainer's targets (CONTRIBUTING.md) ----

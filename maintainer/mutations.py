@@ -72,6 +72,13 @@ MUTATIONS = [
         "tests/tooling/test_codespace.py::test_make_doctor_in_a_codespace_checks_the_forwarded_address",
     ),
     Mutation(
+        "`make doctor` no longer checks the registry",
+        "tutorial/doctor.py",
+        'registry(uri, REPO) if answers else Finding("registry", True, f"not checked: {why_not}"),',
+        'Finding("registry", True, "not checked"),',
+        "tests/tooling/test_make_doctor.py::test_a_server_without_the_notebooks_model_is_told_to_run_the_notebook",
+    ),
+    Mutation(
         "`make doctor` passes a venv that does not match the lock",
         "tutorial/doctor.py",
         'if report["wrong"]:',

@@ -1,10 +1,10 @@
 """Delete the tutorial's tracking data, mlflow.db and mlartifacts/, after saying what it holds: `make clean-data`.
 
-Without --yes it only counts what would go (experiments, runs, registered models and the size of
-the files) and says how to confirm. It refuses while a server answers on the tutorial's port, or while
-any process has mlflow.db open (a server on another port), since that server would go on writing to the
-files. Only the standard library is used, so it runs with any python3 from 3.9 on (the one macOS ships), after
-`make clean` has removed the venv too.
+Without --yes it only counts what would go (experiments, runs, registered models, the size of the files and
+step 9's flowers files) and says how to confirm, even while a server runs. It refuses to delete while a server
+answers on the tutorial's port, or while any process has mlflow.db open (a server on another port), since that
+server would go on writing to the files. Only the standard library is used, so it runs with any python3 from 3.9
+on (the one macOS ships), after `make clean` has removed the venv too.
 """
 
 import argparse
@@ -103,8 +103,19 @@ def main() -> None:
         found.append((DATABASE, f"{DATABASE.name}: {what_it_holds(DATABASE)}"))
     if ARTIFACTS.exists():
         found.append((ARTIFACTS, f"{ARTIFACTS.name}/: {size_of(ARTIFACTS)} of models and files"))
+    # Step 9's flowers.csv and its outputs (git ignores flowers*), with what a failed job may have left beside them.
+    for path in sorted([*REPO.glob("flowers*"), *REPO.glob(".flowers*")]):
+        found.append((path, f"{path.name}{'/' if path.is_dir() else ''}: step 9's flowers or their predictions"))
     if not found:
-        print("Nothing to delete: there is no mlflow.db and no mlartifacts/ here.")
+        print("Nothing to delete: there is no mlflow.db, no mlartifacts/ and no flowers file here.")
+        return
+
+    print("The tutorial's tracking data and outputs:")
+    for _, description in found:
+        print(f"  {description}")
+    if not args.yes:
+        on_port = "" if args.port == TRACKING_PORT else f" PORT={args.port}"
+        print(f"Nothing was deleted. To delete all of it, for good: make clean-data{on_port} CONFIRM=1")
         return
     if server_answers(args.port):
         exit_with_error(
@@ -115,13 +126,6 @@ def main() -> None:
             f"{DATABASE.name} is open in process {', '.join(map(str, pids))} (a tracking server on another port?): "
             "stop it first (Ctrl+C in its terminal)"
         )
-
-    print("The tutorial's tracking data:")
-    for _, description in found:
-        print(f"  {description}")
-    if not args.yes:
-        print("Nothing was deleted. To delete all of it, for good: make clean-data CONFIRM=1")
-        return
     delete_together([path for path, _ in found] + journals)
     print("Deleted. The next `make tutorial` (or `mlflow ui`) starts with empty stores.")
 

@@ -28,10 +28,9 @@ from pathlib import Path
 from typing import NoReturn
 
 from tutorial import check_python
-from tutorial.names import TRACKING_PORT
+from tutorial.names import CHAMPION_URI, MODEL_NAME, TRACKING_PORT
 
 REPO = Path(__file__).resolve().parent.parent
-START_SERVER = "start it with `make tutorial`, or `mlflow ui --workers 1` in another terminal"
 MIGRATE_FILE_STORE = ".venv/bin/mlflow migrate-filestore --source . --target sqlite:///mlflow.db"
 UPGRADE_DATABASE = "back it up (cp mlflow.db mlflow.db.bak), then run `.venv/bin/mlflow db upgrade sqlite:///mlflow.db`"
 RUN_LINK = "\N{RUNNER}"  # MLflow starts the line with a run's link with this emoji
@@ -135,19 +134,35 @@ def tls_context() -> ssl.SSLContext:
         return ssl.create_default_context()  # the certificate check below names the problem
 
 
-def get(url: str, host: str | None = None, timeout: float = 2) -> tuple[int, str]:
-    """GET `url` (with another Host header, if given): the status and the first bytes of the answer."""
+def get(url: str, host: str | None = None, timeout: float = 2, limit: int | None = 200) -> tuple[int, str]:
+    """GET `url` (with another Host header, if given): the status and the first `limit` bytes of the answer."""
     request = urllib.request.Request(url, headers={"Host": host} if host else {})
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=tls_context()) as response:
-            return response.status, response.read(200).decode(errors="replace")
+            return response.status, response.read(limit).decode(errors="replace")
     except urllib.error.HTTPError as err:
-        return err.code, err.read(200).decode(errors="replace")
+        return err.code, err.read(limit).decode(errors="replace")
+
+
+def get_json(url: str) -> tuple[int, dict]:
+    """GET a JSON answer of MLflow's REST API: the status and the answer, an error's too."""
+    status, answer = get(url, timeout=5, limit=None)
+    try:
+        return status, json.loads(answer)
+    except ValueError:
+        return status, {}
 
 
 def is_server_uri(uri: str) -> bool:
     """http(s) URIs name a server; sqlite:///..., file:... and the like are local stores MLflow opens itself."""
     return uri.startswith(("http://", "https://"))
+
+
+def start_server(uri: str) -> str:
+    """How to start the tracking server at `uri`, on its own port."""
+    port = urllib.parse.urlsplit(uri).port or TRACKING_PORT
+    on_port = ("", "") if port == TRACKING_PORT else (f" PORT={port}", f" --port {port}")
+    return f"start it with `make tutorial{on_port[0]}`, or `mlflow ui --workers 1{on_port[1]}` in another terminal"
 
 
 def tracking_server(uri: str) -> Finding:
@@ -168,7 +183,7 @@ def tracking_server(uri: str) -> Finding:
         return Finding(
             "server",
             False,
-            f"no MLflow tracking server answers at {uri} ({reason}): {START_SERVER}, "
+            f"no MLflow tracking server answers at {uri} ({reason}): {start_server(uri)}, "
             "or set MLFLOW_TRACKING_URI to your server",
         )
     if status != 200 or answer.strip() != "OK":
@@ -210,7 +225,8 @@ def allowed_host(uri: str, env: dict) -> Finding:
         try:
             status, answer = get(search, host=host if host != address else None)
         except OSError as err:
-            return Finding("host", False, f"{search} did not answer ({getattr(err, 'reason', err)}): {START_SERVER}")
+            reason = getattr(err, "reason", err)
+            return Finding("host", False, f"{search} did not answer ({reason}): {start_server(uri)}")
         if status == 403 and answer.startswith("Invalid Host header"):  # MLflow's own words
             if host == forwarded:
                 return Finding(
@@ -227,6 +243,70 @@ def allowed_host(uri: str, env: dict) -> Finding:
             )
     accepted = f"{address} and {forwarded}" if forwarded else address
     return Finding("host", True, f"the server accepts requests addressed to {accepted}")
+
+
+def local_experiments(folder: Path) -> list[str]:
+    """The names of the experiments in folder/mlflow.db, Default aside, read without changing it."""
+    if not (folder / "mlflow.db").exists():
+        return []
+    try:
+        with sqlite3.connect(f"file:{folder / 'mlflow.db'}?mode=ro", uri=True) as connection:
+            rows = connection.execute("SELECT name FROM experiments WHERE name != 'Default' ORDER BY experiment_id")
+            return [name for (name,) in rows]
+    except sqlite3.Error:
+        return []
+
+
+def same_store(uri: str, folder: Path, port: int) -> Finding:
+    """The server keeps its runs in this folder's mlflow.db: a server started in another folder holds other runs."""
+    names = local_experiments(folder)
+    if not is_server_uri(uri) or not names:
+        return Finding("store", True, "no runs in this folder's mlflow.db to look for on the server")
+    query = urllib.parse.urlencode({"experiment_name": names[0]})
+    status, _ = get_json(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/get-by-name?{query}")
+    if status == 404:
+        return Finding(
+            "store",
+            False,
+            f"this folder's mlflow.db holds the experiment {names[0]!r}, which the server at {uri} does not: it was "
+            f"started in another folder. Stop it (Ctrl+C in its terminal), and start it in {folder}: "
+            f"`make tutorial PORT={port}`, or `mlflow ui --workers 1 --port {port}`",
+        )
+    return Finding("store", True, f"the server holds this folder's experiment {names[0]!r}")
+
+
+def registry(uri: str, folder: Path) -> Finding:
+    """The notebook's model is registered, and @champion names a version whose files the server has: what steps 6
+    to 9 load."""
+    if not is_server_uri(uri):
+        return Finding("registry", True, f"not checked: MLFLOW_TRACKING_URI={uri} is a store MLflow opens itself")
+    api = f"{uri.rstrip('/')}/api/2.0"
+    query = urllib.parse.urlencode({"name": MODEL_NAME, "alias": "champion"})
+    status, answer = get_json(f"{api}/mlflow/registered-models/alias?{query}")
+    if status != 200:
+        run_notebook = f"MLFLOW_TRACKING_URI={uri} jupyter execute ml_project.ipynb"
+        return Finding(
+            "registry",
+            False,
+            f"the server has no {CHAMPION_URI} ({answer.get('error_code', f'HTTP {status}')}), which steps 6 to 9 "
+            f"load: run the notebook first, README step 4 (`{run_notebook}`)",
+        )
+    version = answer["model_version"]["version"]
+    query = urllib.parse.urlencode({"name": MODEL_NAME, "version": version})
+    artifact_uri = get_json(f"{api}/mlflow/model-versions/get-download-uri?{query}")[1].get("artifact_uri", "")
+    if not artifact_uri.startswith("mlflow-artifacts:/"):
+        where = f"its files at {artifact_uri} not checked"
+        return Finding("registry", True, f"{CHAMPION_URI} is version {version}; {where}")
+    path = urllib.parse.quote(artifact_uri.removeprefix("mlflow-artifacts:/").lstrip("/"))
+    files = get_json(f"{api}/mlflow-artifacts/artifacts?path={path}")[1].get("files", [])
+    if not any(entry.get("path") == "MLmodel" for entry in files):
+        return Finding(
+            "registry",
+            False,
+            f"{CHAMPION_URI} is version {version}, but the server has none of its files ({artifact_uri}/MLmodel): "
+            f"its mlartifacts/ is not the one beside its mlflow.db. Start the server in the folder that holds both",
+        )
+    return Finding("registry", True, f"{CHAMPION_URI} is version {version}, and the server has its files")
 
 
 def migration_revisions(venv: Path) -> tuple[set[str], str | None]:
@@ -303,11 +383,17 @@ def free_port(port: int, fix: str, check: str = "port") -> Finding:
     return Finding(check, True, f"port {port} is free")
 
 
-def serving_port(port: int) -> Finding:
-    """`make serve` and the README's `mlflow models serve` need the port after the tracking server's."""
-    return free_port(
-        port, f"stop the program on it (an earlier `make serve`?), or `make serve SERVE_PORT={port + 2}`", "serving"
-    )
+def serving_port(port: int, tracking_port: int, serving_already: bool = True) -> Finding:
+    """`make serve` and the README's `mlflow models serve` need the port after the tracking server's. For `make
+    doctor`, a scoring server that answers there already (step 8's, `serving_already`) is no problem."""
+    try:
+        if serving_already and get(f"http://127.0.0.1:{port}/ping")[0] == 200:  # as a scoring server answers
+            return Finding("serving", True, f"a scoring server answers on port {port} (step 8's `make serve`?)")
+    except (OSError, ValueError):
+        pass  # nothing answers HTTP there, or not as a scoring server
+    on_port = "" if tracking_port == TRACKING_PORT else f" PORT={tracking_port}"
+    fix = f"stop the program on it (an earlier `make serve`?), or `make serve{on_port} SERVE_PORT={port + 2}`"
+    return free_port(port, fix, "serving")
 
 
 def certificate(env: dict) -> Finding:
@@ -376,14 +462,20 @@ def has_pyspark(venv: Path) -> bool:
 def run_checks(port: int, venv: Path, env: dict) -> list[Finding]:
     uri = env.get("MLFLOW_TRACKING_URI") or f"http://127.0.0.1:{port}"
     server = tracking_server(uri)
+    host = allowed_host(uri, env) if server.ok else Finding("host", True, "not checked: no server answered")
+    # What the server holds, asked only of a server that answers this address.
+    answers = server.ok and host.ok
+    why_not = "no server answered" if not server.ok else "the server refuses this address"
     return [
         python_version(),
         venv_packages(venv, REPO / "requirements.txt"),
         server,
-        allowed_host(uri, env) if server.ok else Finding("host", True, "not checked: no server answered"),
+        host,
+        same_store(uri, REPO, port) if answers else Finding("store", True, f"not checked: {why_not}"),
+        registry(uri, REPO) if answers else Finding("registry", True, f"not checked: {why_not}"),
         database_schema(REPO, venv),
         file_store(REPO),
-        serving_port(port + 1),
+        serving_port(port + 1, port),
         certificate(env),
         output_encoding(sys.stdout),
         java(env) if has_pyspark(venv) else Finding("java", True, "not needed: no pyspark (make batch-spark adds it)"),

@@ -51,9 +51,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-uri", default=CHAMPION_URI, help="default: %(default)s")
     parser.add_argument("--port", type=int, default=SERVING_PORT, help="the port to serve on (default %(default)s)")
-    tracking_uri = f"http://127.0.0.1:{TRACKING_PORT}"
-    parser.add_argument("--tracking-uri", default=tracking_uri, help="the tutorial's tracking server")
+    parser.add_argument("--tracking-port", type=int, default=TRACKING_PORT, help="the tutorial's tracking server's")
     args = parser.parse_args()
+    # As `make doctor` and the steps: the server MLFLOW_TRACKING_URI names, or else the tutorial's on its port.
+    args.tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or f"http://127.0.0.1:{args.tracking_port}"
 
     # `make doctor`'s checks for serving, then the model itself.
     doctor.require(doctor.tracking_server(args.tracking_uri), doctor.allowed_host(args.tracking_uri, os.environ))
@@ -62,7 +63,8 @@ def main() -> None:
         doctor.exit_with_error(
             f"port {args.port} is the tracking server's: serve on another, e.g. `make serve SERVE_PORT={args.port + 1}`"
         )
-    doctor.require(doctor.serving_port(args.port))
+    tracking_port = urllib.parse.urlsplit(args.tracking_uri).port or TRACKING_PORT
+    doctor.require(doctor.serving_port(args.port, tracking_port, serving_already=False))
 
     # The guide's command, with the model and the port this call asked for.
     command = shlex.split(SERVING.command)

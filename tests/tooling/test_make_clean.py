@@ -43,18 +43,38 @@ def test_make_clean_data_says_what_it_would_delete_and_deletes_only_when_confirm
     assert result.returncode == 0, result.stderr
     expected = f"mlflow.db: {len(experiments)} experiments, {len(runs)} runs and {len(models)} registered model"
     assert expected in result.stdout, result.stdout
-    assert "make clean-data CONFIRM=1" in result.stdout
+    assert f"make clean-data {free_port} CONFIRM=1" in result.stdout  # the hint keeps the reader's port
     assert fingerprint(checkout_with_runs) == before
+
+    # Step 9's files, as the guide and a failed Spark job leave them.
+    (checkout_with_runs / "flowers.csv").write_text("sepal length (cm)\n5.1\n")
+    (checkout_with_runs / "flowers-predictions.parquet").write_bytes(b"")
+    for folder in ("flowers-predictions-spark", "flowers-predictions-spark.partial"):
+        (checkout_with_runs / folder).mkdir()
+        (checkout_with_runs / folder / "part-0.parquet").write_bytes(b"")
 
     result = make_in(checkout_with_runs, "clean-data", "CONFIRM=1", free_port)
 
     assert result.returncode == 0, result.stderr
+    listed = [line.split(":")[0].strip() for line in result.stdout.splitlines() if line.startswith("  flowers")]
+    assert listed == [
+        "flowers-predictions-spark/",
+        "flowers-predictions-spark.partial/",
+        "flowers-predictions.parquet",
+        "flowers.csv",
+    ]
     assert not (checkout_with_runs / "mlflow.db").exists() and not (checkout_with_runs / "mlartifacts").exists()
+    assert not [path for path in checkout_with_runs.iterdir() if path.name.startswith("flowers")]
 
 
-def test_make_clean_data_refuses_while_a_server_answers(checkout_with_runs, tracking_server):
+def test_make_clean_data_counts_while_a_server_answers_and_refuses_only_to_delete(checkout_with_runs, tracking_server):
     before = fingerprint(checkout_with_runs)
     port = port_of(tracking_server.url)
+
+    result = make_in(checkout_with_runs, "clean-data", f"PORT={port}")
+
+    assert result.returncode == 0, result.stderr
+    assert "mlflow.db: " in result.stdout and f"make clean-data PORT={port} CONFIRM=1" in result.stdout, result.stdout
 
     result = make_in(checkout_with_runs, "clean-data", "CONFIRM=1", f"PORT={port}")
 
@@ -138,6 +158,6 @@ def test_the_targets_on_plain_python3_run_on_the_python_a_mac_ships(checkout_wit
 
     assert "Traceback" not in result.stderr, result.stderr
     if target == "clean-data":
-        assert result.returncode == 0 and "make clean-data CONFIRM=1" in result.stdout, result.stdout + result.stderr
+        assert result.returncode == 0 and f"make clean-data {free_port} CONFIRM=1" in result.stdout, result.stdout
     else:
         assert "FAIL python:" in result.stdout and "is Python 3.9" in result.stdout, result.stdout

@@ -4,6 +4,8 @@ server refuses, a database made by an older MLflow, an older MLflow's mlruns/, a
 path with a typo, a cp1252 output (Windows), a Python the guide does not support, and a venv that does not match the
 lock. A Codespace's forwarded address is in test_codespace.py, with the server that allows it."""
 
+import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -11,14 +13,29 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from helpers import make_in, port_of, run_as_a_group
+from helpers import REPO, make_in, port_of, run_as_a_group
 
 from maintainer.checkout import reader_env
+from maintainer.tracking_server import running_tracking_server
 from tutorial import server_process
 from tutorial.doctor import migration_revisions
+from tutorial.names import CHAMPION_URI, MODEL_NAME
 from tutorial.venv import VENV_BIN
 
-CHECKS = ["python", "venv", "server", "host", "database", "mlruns", "serving", "certificate", "output", "java"]
+CHECKS = [
+    "python",
+    "venv",
+    "server",
+    "host",
+    "store",
+    "registry",
+    "database",
+    "mlruns",
+    "serving",
+    "certificate",
+    "output",
+    "java",
+]
 
 
 def doctor(checkout, port: int, **env_changes: str) -> subprocess.CompletedProcess:
@@ -43,7 +60,7 @@ def assert_only_problem(result: subprocess.CompletedProcess, check: str, *expect
         assert text in failed[0], failed[0]
 
 
-def test_every_check_holds_beside_a_running_server(fresh_checkout, tracking_server):
+def test_every_check_holds_beside_a_running_server(fresh_checkout, tracking_server, notebook_run):
     result = doctor(fresh_checkout, port_of(tracking_server.url))
 
     assert result.returncode == 0, result.stdout + result.stderr
@@ -53,6 +70,11 @@ def test_every_check_holds_beside_a_running_server(fresh_checkout, tracking_serv
     assert result.stdout.splitlines()[-1] == "All checks hold."
 
 
+def test_the_troubleshooting_page_has_a_row_for_every_check():
+    page = (REPO / "docs/troubleshooting.md").read_text()
+    assert re.findall(r"^\| `(\w+)` \|", page, re.MULTILINE) == CHECKS
+
+
 def test_make_doctor_finds_no_server_and_says_how_to_start_one(fresh_checkout):
     port = server_process.free_port()
 
@@ -60,7 +82,9 @@ def test_make_doctor_finds_no_server_and_says_how_to_start_one(fresh_checkout):
 
     assert result.returncode != 0
     assert f"FAIL server: no MLflow tracking server answers at http://127.0.0.1:{port}" in result.stdout
-    assert "make tutorial" in finding(result, "server") and "mlflow ui" in finding(result, "server")
+    # The commands it suggests start the server on the port it checked, not on 5000 (AirPlay's on a Mac).
+    assert f"`make tutorial PORT={port}`" in finding(result, "server"), finding(result, "server")
+    assert f"`mlflow ui --workers 1 --port {port}`" in finding(result, "server")
     assert result.stdout.splitlines()[-1] == "1 problem found"
 
 
@@ -83,7 +107,7 @@ def test_another_program_on_the_port_is_named_as_such(fresh_checkout):
     assert_only_problem(result, "server", "HTTP 403", "not an MLflow server", "AirPlay", "PORT=5001")
 
 
-def test_a_server_that_refuses_this_host_is_told_to_allow_it(fresh_checkout, tracking_server):
+def test_a_server_that_refuses_this_host_is_told_to_allow_it(fresh_checkout, tracking_server, notebook_run):
     port = port_of(tracking_server.url)
     unknown_address = f"http://127.1:{port}"  # loopback, but not a Host that MLflow's defaults accept
 
@@ -142,17 +166,45 @@ def test_an_older_mlflows_mlruns_gets_the_migration_command(fresh_checkout):
     assert line.startswith("FAIL") and "mlflow migrate-filestore --source . --target sqlite:///mlflow.db" in line
 
 
-def test_a_busy_serving_port_is_found(fresh_checkout, tracking_server):
+def test_a_busy_serving_port_is_found(fresh_checkout, tracking_server, notebook_run):
     """The tracking server's port, given as the tracking port minus one: its serving port is then the server's."""
     port = port_of(tracking_server.url)
 
     result = doctor(fresh_checkout, port - 1, MLFLOW_TRACKING_URI=tracking_server.url)
 
-    assert_only_problem(result, "serving", f"port {port} is already in use", "SERVE_PORT=")
+    assert_only_problem(result, "serving", f"port {port} is already in use", f"`make serve PORT={port - 1} SERVE_PORT=")
+
+
+class ScoringServer(BaseHTTPRequestHandler):
+    """Answers /ping with 200, as `mlflow models serve` does (step 8's `make serve`)."""
+
+    def do_GET(self):
+        self.send_response(200 if self.path == "/ping" else 404)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_scoring_server_on_the_serving_port_is_step_8_running_not_a_problem(
+    fresh_checkout, tracking_server, notebook_run
+):
+    with ThreadingHTTPServer(("127.0.0.1", 0), ScoringServer) as scoring:
+        threading.Thread(target=scoring.serve_forever, daemon=True).start()
+        # The serving port is the one after the tracking server's: give the port before the scoring server's.
+        result = doctor(fresh_checkout, scoring.server_port - 1, MLFLOW_TRACKING_URI=tracking_server.url)
+
+    assert result.returncode == 0, result.stdout
+    assert (
+        finding(result, "serving")
+        == f"ok   serving: a scoring server answers on port {scoring.server_port} (step 8's `make serve`?)"
+    )
 
 
 @pytest.mark.parametrize("certificate", ["missing", "not-a-certificate"])
-def test_a_certificate_setting_that_cannot_be_read_is_found(fresh_checkout, tracking_server, certificate, tmp_path):
+def test_a_certificate_setting_that_cannot_be_read_is_found(
+    fresh_checkout, tracking_server, notebook_run, certificate, tmp_path
+):
     path = tmp_path / f"{certificate}.pem"
     if certificate == "not-a-certificate":
         path.write_text("the team's CA, pasted wrong\n")
@@ -163,7 +215,7 @@ def test_a_certificate_setting_that_cannot_be_read_is_found(fresh_checkout, trac
     assert_only_problem(result, "certificate", f"MLFLOW_TRACKING_SERVER_CERT_PATH={path}", expected)
 
 
-def test_an_output_that_cannot_show_run_links_gets_the_setting_that_can(fresh_checkout, tracking_server):
+def test_an_output_that_cannot_show_run_links_gets_the_setting_that_can(fresh_checkout, tracking_server, notebook_run):
     # As on Windows with the output redirected (`make doctor > log.txt`, or GitHub's Windows job): cp1252.
     result = doctor(fresh_checkout, port_of(tracking_server.url), PYTHONIOENCODING="cp1252")
 
@@ -171,7 +223,7 @@ def test_an_output_that_cannot_show_run_links_gets_the_setting_that_can(fresh_ch
 
 
 @pytest.mark.parametrize("minor", [9, 15], ids=["python-3.9", "python-3.15"])
-def test_a_python_the_guide_does_not_support_is_named(fresh_checkout, tracking_server, minor):
+def test_a_python_the_guide_does_not_support_is_named(fresh_checkout, tracking_server, notebook_run, minor):
     shadow = fresh_checkout.parent / "python-as-the-reader-has-it"
     shadow.mkdir()
     (shadow / "sitecustomize.py").write_text(f"import sys\nsys.version_info = (3, {minor}, 0, 'final', 0)\n")
@@ -181,7 +233,7 @@ def test_a_python_the_guide_does_not_support_is_named(fresh_checkout, tracking_s
     assert_only_problem(result, "python", f"is Python 3.{minor}.0", "needs Python 3.10 to 3.14", "PYTHON=")
 
 
-def test_a_venv_that_does_not_match_the_lock_is_found(fresh_checkout, tracking_server):
+def test_a_venv_that_does_not_match_the_lock_is_found(fresh_checkout, tracking_server, notebook_run):
     requirements = fresh_checkout / "requirements.txt"
     installed = next(line for line in requirements.read_text().splitlines() if line.startswith("mlflow=="))
     requirements.write_text(requirements.read_text().replace(installed, "mlflow==3.99.0"))
@@ -192,7 +244,7 @@ def test_a_venv_that_does_not_match_the_lock_is_found(fresh_checkout, tracking_s
     assert_only_problem(result, "venv", f"mlflow is {version}, not ==3.99.0", "make setup")
 
 
-def test_no_venv_at_all_is_found(fresh_checkout, tracking_server):
+def test_no_venv_at_all_is_found(fresh_checkout, tracking_server, notebook_run):
     (fresh_checkout / ".venv").unlink()
 
     result = doctor(fresh_checkout, port_of(tracking_server.url))
@@ -205,3 +257,43 @@ def test_a_local_store_needs_no_server(fresh_checkout):
 
     assert result.returncode == 0, result.stdout
     assert "no server needed" in finding(result, "server")
+
+
+def test_a_server_without_the_notebooks_model_is_told_to_run_the_notebook(fresh_checkout, migrated_database, tmp_path):
+    """The worst moment of step 9 run before step 4: "not found" from the script, and a doctor that said all is well."""
+    with running_tracking_server(tmp_path, migrated_database) as empty_server:
+        result = doctor(fresh_checkout, port_of(empty_server.url))
+
+    assert_only_problem(result, "registry", f"no {CHAMPION_URI}", "run the notebook first, README step 4")
+    assert f"MLFLOW_TRACKING_URI={empty_server.url} jupyter execute ml_project.ipynb" in finding(result, "registry")
+
+
+def test_a_server_started_in_another_folder_is_named_with_the_command_for_this_one(
+    checkout_with_runs, migrated_database, tmp_path
+):
+    """`mlflow ui` started in another folder: this folder's runs and models are not on the server it answers with."""
+    with running_tracking_server(tmp_path, migrated_database) as other_folders_server:
+        port = port_of(other_folders_server.url)
+        result = doctor(checkout_with_runs, port)
+
+    assert result.returncode == 1, result.stdout
+    store = finding(result, "store")
+    assert store.startswith("FAIL") and "'Iris Classification Experiment'" in store or "'my_experiment'" in store
+    assert "started in another folder" in store and f"mlflow ui --workers 1 --port {port}" in store, store
+    assert f"make tutorial PORT={port}" in store and str(checkout_with_runs) in store
+    assert finding(result, "registry").startswith("FAIL")
+    assert [line.split(":")[0] for line in result.stdout.splitlines() if line.startswith("FAIL")] == [
+        "FAIL store",
+        "FAIL registry",
+    ]
+
+
+def test_a_champion_whose_files_the_server_lacks_is_found(checkout_with_runs, migrated_database, tracking_server):
+    """The server's mlflow.db names @champion, but its mlartifacts/ lacks the version's files."""
+    champion = tracking_server.client().get_model_version_by_alias(MODEL_NAME, "champion")
+    artifact_uri = tracking_server.client().get_model_version_download_uri(MODEL_NAME, champion.version)
+    shutil.rmtree(checkout_with_runs / "mlartifacts" / artifact_uri.removeprefix("mlflow-artifacts:/"))
+    with running_tracking_server(checkout_with_runs) as server:
+        result = doctor(checkout_with_runs, port_of(server.url))
+
+    assert_only_problem(result, "registry", f"is version {champion.version}, but the server has none of its files")
