@@ -1,9 +1,4 @@
-"""Batch scoring: predict a whole file of flowers with the champion, and record which model scored it.
-
-    python batch_scoring.py flowers.csv      (or a .parquet file; --model picks another model)
-
-It writes the rows with a `prediction` column beside the input, in Parquet, and logs a run in "Batch scoring".
-"""
+"""Batch scoring: `python batch_scoring.py flowers.csv` predicts a file with the champion and records which model."""
 
 import argparse
 import os
@@ -18,8 +13,8 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail at once if
 
 
 def pin(model_uri: str) -> tuple[str, str | None]:
-    """models:/<name>@<alias> -> models:/<name>/<version>: the version that scores, even if the alias moves."""
-    # A folder, or a logged model (models:/m-<id>), matches `.*`: no name, no version.
+    """models:/<name>@<alias> -> models:/<name>/<version>, the version that scores even if the alias moves (a folder,
+    or a logged model's models:/m-<id>, matches `.*`: no name, no version)."""
     name, alias, version = re.fullmatch(r"models:/([^/@]+)(?:@([^/]+)|/(\d+))|.*", model_uri).groups()
     if alias:
         version = mlflow.MlflowClient().get_model_version_by_alias(name, alias).version
@@ -33,15 +28,17 @@ def score(model_uri: str, source: Path) -> Path:
     # The signature names the model's features. MLflow finds them in the table by name, in any order, and refuses a
     # missing column or a column that is not numbers (one row tells: a column has one type); others (an id) stay out.
     schema = model.metadata.get_input_schema()
-    mlflow.models.validate_schema(table.head(1), schema)
+    try:
+        mlflow.models.validate_schema(table.head(1), schema)
+    except MlflowException as err:  # the table's to fix, not the server's
+        raise ValueError(f"{source}: {err.message}") from None
     if empty := [name for name in schema.input_names() if table[name].isna().any()]:
         raise ValueError(f"column {empty[0]!r} has empty values in {source}")
     output = source.with_name(f"{source.stem}-predictions.parquet")
     partial = output.with_name(f".{output.name}.partial")  # renamed once whole: no half-written output
     table.assign(prediction=model.predict(table[schema.input_names()])).to_parquet(partial, index=False)
     partial.replace(output)
-    # The digest fingerprints the inputs: the same rows scored again have the same digest. (from_pandas would also infer
-    # the table's schema, with a Python call for every value: five times the job's own time.)
+    # The digest fingerprints the inputs: the same rows again, the same digest (from_pandas: five times the job's time).
     dataset = mlflow.data.from_numpy(table[schema.input_names()].to_numpy(), name=source.name)
     record(dataset, model_uri, version, model.metadata.model_id, len(table), output)
     return output
@@ -65,5 +62,8 @@ if __name__ == "__main__":
     mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"))
     try:
         print(f"Scored {args.input} with {args.model}: {score(args.model, args.input)}")
-    except (MlflowException, OSError, ValueError) as err:
-        raise SystemExit(f"error: {str(err).splitlines()[0]} (`make doctor` checks the server)") from None
+    except (OSError, ValueError) as err:  # the file or its columns
+        raise SystemExit(f"error: {err} (in {Path.cwd()})") from None
+    except MlflowException as err:  # the server, the registry or the model
+        hint = "no server, or no notebook run against it? `make doctor` checks"
+        raise SystemExit(f"error: {err.message.splitlines()[0]} ({hint})") from None

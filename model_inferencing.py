@@ -42,11 +42,22 @@ def main() -> None:
     # The UI copies the path of the MLmodel file; the model is the folder that holds it.
     model_uri = re.sub(r"[/\\]MLmodel$", "", args.model)
 
+    # A path without a scheme is a folder on this disk: say so if it is not there, before MLflow looks elsewhere.
+    if not re.match(r"[a-z][a-z0-9+.-]+:/", model_uri) and not os.path.isdir(model_uri):
+        sys.exit(
+            f"error: there is no folder {model_uri} in {os.getcwd()}: run this where `mlflow ui` runs, "
+            "or give the mlflow-artifacts:/ path the UI shows"
+        )
     mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"))
     try:
         input_example, predictions = predict_on_input_example(model_uri)
     except MlflowException as err:
-        sys.exit(f"error: cannot load {model_uri}: {err.message.splitlines()[0]} (`make doctor` checks the server)")
+        # MLflow's first line, and when it only announces a list of failures (it ends with ':'), the last: the reason.
+        lines = [line.strip() for line in err.message.strip().splitlines()]
+        reason = f"{lines[0]} {lines[-1]}" if lines[0].endswith(":") else lines[0]
+        if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+            reason += " (is this the server the notebook logged to?)"
+        sys.exit(f"error: cannot load {model_uri}: {reason} (`make doctor` finds why)")
 
     print(f"Model: {model_uri}")
     print(f"Input example ({len(input_example)} rows):")

@@ -14,7 +14,8 @@ figures measured in this same run, because shared machines are noisy. hyperfine 
   `pip install -r requirements.txt` followed by the original guide;
 - with --suite, once: `make test`, with 2 and 4 workers (--suite-workers), and with --suite-baseline REV the suite
   of an earlier commit too;
-- with --batch, step 9's jobs on generated tables (maintainer/bench_batch.py).
+- with --batch, step 9's jobs on generated tables (maintainer/bench_batch.py); with --batch-baseline REV, the same
+  jobs against commit REV's, alternately in one process.
 
 The numbers are not committed: maintainer/docs/speed.md records the latest run, with its date and machine,
 and the project's goals for the ratios.
@@ -35,7 +36,7 @@ import timeit
 from pathlib import Path
 
 from maintainer import hyperfine
-from maintainer.bench_batch import measure_batch_scoring, print_ratios
+from maintainer.bench_batch import against_baseline, measure_batch_scoring, print_ratios
 from maintainer.checkout import fresh_copy, reader_env
 from maintainer.original_guide import run_original_guide
 from tutorial import server_process
@@ -203,6 +204,7 @@ def main() -> None:
         "--suite-workers", metavar="N", nargs="*", default=["2", "4"], help="and with N workers (default: 2 4)"
     )
     parser.add_argument("--batch", action="store_true", help="also step 9: batch scoring, in one process and on Spark")
+    parser.add_argument("--batch-baseline", metavar="REV", help="and step 9's jobs against commit REV's, alternately")
     parser.add_argument("--skip-tutorial", action="store_true", help="only the long variants asked for")
     args = parser.parse_args()
     table = Table(args.repeats)
@@ -235,6 +237,7 @@ def main() -> None:
             )
             table.rows.update(once.rows)
         batch_rates = measure_batch_scoring(table, new_folder()) if args.batch else {}
+        baseline_ratios = against_baseline(args.batch_baseline, new_folder()) if args.batch_baseline else {}
         if args.suite:
             measure_the_suite(table, args.suite_baseline, args.suite_workers, new_folder)
 
@@ -255,6 +258,8 @@ def main() -> None:
         theirs = table.median("pip install -r requirements.txt + the original guide")
         print(f"  fresh clone + make tutorial / pip + the original guide: {ours / theirs:.2f}")
     print_ratios(batch_rates)
+    for (rows, job), ratio in baseline_ratios.items():
+        print(f"  batch, {rows:,} rows: {job}, rows/s now / at {args.batch_baseline}: {ratio:.2f}")
     if args.suite and args.suite_baseline:
         baseline = table.median(f"make test at {args.suite_baseline}")
         for name in ["make test (whole suite)", *(f"make test, {count} workers" for count in args.suite_workers)]:

@@ -20,6 +20,7 @@ from tutorial.names import FEATURES
 from tutorial.venv import VENV_BIN, with_venv_on_path
 
 REPO = Path(__file__).resolve().parent.parent
+CHAMPION = "models:/tracking-iris-lr@champion"
 SPARK_START = "from pyspark.sql import SparkSession; SparkSession.builder.getOrCreate().stop()"
 
 
@@ -126,6 +127,67 @@ def jobs_on(path: Path, folder: Path, env: dict, spark) -> dict:
             [python, str(REPO / "batch_scoring_spark.py"), str(path)], folder, env
         ),
     }
+
+
+def against_baseline(rev: str, folder: Path, sizes: tuple[int, ...] = (100_000, 1_000_000)) -> dict:
+    """Rows per second of both jobs in this checkout against commit `rev`'s, in this process: the two commits' jobs run
+    alternately (in one Spark session for Spark), each with a champion registered by its own commit's
+    register_a_champion, so a change to the model's signature is measured with the code made for it."""
+    import importlib.util
+    import statistics
+    import subprocess
+
+    import mlflow
+    from pyspark.sql import SparkSession
+
+    baseline = folder / "baseline"
+    subprocess.run(["git", "clone", "--quiet", str(REPO), str(baseline)], check=True)
+    subprocess.run(["git", "checkout", "--quiet", rev], cwd=baseline, check=True)
+    # Each commit registers its own champion, in a folder of its own: the model its jobs were written for.
+    register = (
+        "import sys, pathlib, maintainer.bench_batch as bench\n"
+        "print(bench.register_a_champion(pathlib.Path(sys.argv[1])))"
+    )
+    jobs = {}
+    for name, tree in (("now", REPO), ("then", baseline)):
+        (folder / name).mkdir()
+        command = [sys.executable, "-c", register, str(folder / name)]
+        found = subprocess.run(command, cwd=tree, capture_output=True, check=True)
+        sys.path.insert(0, str(tree))  # batch_scoring_spark imports its neighbour, batch_scoring
+        modules = {}
+        for module in ("batch_scoring", "batch_scoring_spark"):
+            spec = importlib.util.spec_from_file_location(module, tree / f"{module}.py")
+            modules[module] = sys.modules[module] = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(modules[module])
+        sys.path.remove(str(tree))
+        jobs[name] = (found.stdout.decode().split()[-1], modules)
+    os.environ.update(SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=str(VENV_BIN / "python"))
+    spark = SparkSession.builder.master("local[*]").appName("bench").getOrCreate()
+
+    def seconds(name: str, job: str, path: Path) -> float:
+        uri, modules = jobs[name]
+        mlflow.set_tracking_uri(uri)
+        started = time.monotonic()
+        if job == "batch_scoring.score()":
+            modules["batch_scoring"].score(CHAMPION, path)
+        else:
+            modules["batch_scoring_spark"].score_on_spark(spark, CHAMPION, str(path), str(folder / name / "spark"))
+        return time.monotonic() - started
+
+    ratios = {}
+    try:
+        for rows in sizes:
+            path = generated_table(rows, folder / f"flowers-{rows}.parquet")
+            for job, rounds in (("batch_scoring.score()", 15), ("batch_scoring_spark.score_on_spark()", 7)):
+                times = {name: [] for name in jobs}
+                for _ in range(rounds):
+                    for name in jobs:
+                        times[name].append(seconds(name, job, path))
+                now, then = (statistics.median(times[name]) for name in jobs)
+                ratios[(rows, job)] = then / now
+    finally:
+        spark.stop()
+    return ratios
 
 
 def print_ratios(rates: dict) -> None:

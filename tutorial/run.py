@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from tutorial import doctor, server_process
-from tutorial.names import CHAMPION_URI, IRIS_EXPERIMENT, SMOKE_TEST_EXPERIMENT, TRACKING_PORT
+from tutorial.names import BATCH_EXPERIMENT, CHAMPION_URI, IRIS_EXPERIMENT, SMOKE_TEST_EXPERIMENT, TRACKING_PORT
 from tutorial.steps import (
     INFERENCE_FROM_FILES,
     MODEL_REGISTRY,
@@ -111,7 +111,8 @@ def newest_model_folder() -> str:
 def print_next_steps(ui_url: str, keep_server: bool) -> None:
     print(f"\nThe MLflow UI is at {ui_url}")
     print('  It opens on the GenAI view: switch to "Model training" (the toggle under the logo) to see the runs.')
-    print(f"  Experiments: {SMOKE_TEST_EXPERIMENT}, {IRIS_EXPERIMENT}. Model: {CHAMPION_URI.removeprefix('models:/')}.")
+    experiments = ", ".join([SMOKE_TEST_EXPERIMENT, IRIS_EXPERIMENT, BATCH_EXPERIMENT])
+    print(f"  Experiments: {experiments}. Model: {CHAMPION_URI.removeprefix('models:/')}.")
     print("\nTry next, in another terminal:")
     print("  source .venv/bin/activate")
     if not ui_url.endswith(f":{TRACKING_PORT}"):

@@ -10,7 +10,14 @@ import sys
 import pytest
 from helpers import REPO, git, step_env
 
-from tutorial.names import CHAMPION_URI, IRIS_EXPERIMENT, MODEL_NAME, SMOKE_TEST_EXPERIMENT, TRACKING_PORT
+from tutorial.names import (
+    BATCH_EXPERIMENT,
+    CHAMPION_URI,
+    IRIS_EXPERIMENT,
+    MODEL_NAME,
+    SMOKE_TEST_EXPERIMENT,
+    TRACKING_PORT,
+)
 from tutorial.venv import VENV_BIN
 
 NOTEBOOK = json.loads((REPO / "ml_project.ipynb").read_text())
@@ -118,6 +125,7 @@ def test_the_teaching_files_spell_out_the_names_the_tooling_shares():
     code = teaching_code()
     assert f'mlflow.set_experiment("{SMOKE_TEST_EXPERIMENT}")' in code["get_started.py"]
     assert f'"{IRIS_EXPERIMENT}"' in code["ml_project.ipynb"]
+    assert f'mlflow.set_experiment("{BATCH_EXPERIMENT}")' in (REPO / "batch_scoring.py").read_text()
     assert f'MODEL_NAME = "{MODEL_NAME}"' in code["ml_project.ipynb"]
     assert CHAMPION_URI == f"models:/{MODEL_NAME}@champion" and '"champion"' in code["ml_project.ipynb"]
     for file_name, source in code.items():

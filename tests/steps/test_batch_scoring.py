@@ -198,6 +198,11 @@ def test_bad_input_gets_one_line_and_leaves_no_output(tracking_server, notebook_
     result = score(tracking_server, flowers, command)
 
     assert_one_line_error(result, expected)
+    # The file's problems name the folder it was looked for in; only the registry's send the reader to make doctor.
+    if problem == "unknown-model":
+        assert "no notebook run against it? `make doctor` checks" in result.stderr
+    else:
+        assert f"(in {flowers})" in result.stderr and "make doctor" not in result.stderr
     assert sorted(path.name for path in flowers.iterdir()) == [
         "batch_scoring.py",
         "batch_scoring_spark.py",

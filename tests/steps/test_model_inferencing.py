@@ -112,10 +112,20 @@ def test_no_argument_asks_for_the_model(tmp_path):
     assert result.stderr.strip().splitlines()[-1].endswith("error: the following arguments are required: MODEL")
 
 
-def test_missing_folder(tracking_server, tmp_path):
-    missing = tmp_path / "no-such-folder"
-    result = infer(f"python model_inferencing.py {missing}", tracking_server.url, tmp_path / "step")
-    assert_one_line_error(result, f"error: cannot load {missing}")
+def test_a_folder_that_is_not_here_is_named_with_the_folder_it_was_looked_for_in(tracking_server, tmp_path):
+    """The README's folder, typed in another folder than the one `mlflow ui` runs in: no server is to blame."""
+    folder = "mlartifacts/2/models/m-12100ede7512460aa6c7b33af1f72143/artifacts"  # the README's example
+    result = infer(fill_in(INFER_FROM_FOLDER, model_folder=folder), tracking_server.url, tmp_path / "elsewhere")
+
+    assert_one_line_error(result, f"error: there is no folder {folder} in {tmp_path / 'elsewhere'}", "mlflow ui")
+    assert "make doctor" not in result.stderr
+
+
+def test_a_typo_in_the_uis_path_keeps_the_reason_line(tracking_server, unlike_the_champion, tmp_path):
+    """MLflow's message starts with a header that ends with ':'; the line after it says 404, no such artifact."""
+    typo = unlike_the_champion.artifact_location.replace("/models/m-", "/models/m-oops") + "/MLmodel"
+    result = infer(f"python model_inferencing.py {typo}", tracking_server.url, tmp_path)
+    assert_one_line_error(result, "The following failures occurred", "404", "No such artifact", "make doctor")
 
 
 def test_folder_that_is_not_a_model(tracking_server, tmp_path):
@@ -127,7 +137,7 @@ def test_folder_that_is_not_a_model(tracking_server, tmp_path):
 
 def test_unknown_model_name(tracking_server, tmp_path):
     result = infer("python model_inferencing.py models:/no-such-model/1", tracking_server.url, tmp_path)
-    assert_one_line_error(result, "no-such-model", "not found")
+    assert_one_line_error(result, "no-such-model", "not found", "the server the notebook logged to", "make doctor")
 
 
 def test_unreachable_server_fails_fast_with_one_line_that_points_to_make_doctor(tmp_path):
@@ -171,4 +181,5 @@ def test_the_readme_shows_the_error_lines_as_printed(tracking_server, tmp_path):
     for model in ("mlartifacts/2/models/m-oops/artifacts", "models:/no-such-model/1"):
         result = infer(f"python model_inferencing.py {model}", tracking_server.url, tmp_path / model.replace("/", "_"))
         [error_line] = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        error_line = error_line.replace(str(tmp_path / model.replace("/", "_")), "/home/you/mlflow-starter")
         assert f"\n{error_line}\n" in readme, error_line

@@ -46,6 +46,11 @@ def test_tutorial_runs_end_to_end_and_a_second_run_repeats_no_version(fresh_chec
             assert rerun.returncode == 0, f"{command} failed the second time:\n{rerun.stdout}\n{rerun.stderr}"
         assert_smoke_test_runs(server.client(), times_run=2)
         assert_notebook_results(server.client(), times_run=2)
+        # The summary names every experiment the tutorial wrote to, and no other.
+        [summary] = [line for line in result.stdout.splitlines() if line.strip().startswith("Experiments: ")]
+        named = summary.split("Experiments: ")[1].split(". Model:")[0].split(", ")
+        on_server = {experiment.name for experiment in server.client().search_experiments()} - {"Default"}
+        assert sorted(named) == sorted(on_server), summary
 
 
 def test_port_in_use_gets_a_clear_error(fresh_checkout, tracking_server):
