@@ -123,7 +123,7 @@ MUTATIONS = [
 """,
         """        scored.write.parquet(output, mode="overwrite")
 """,
-        "tests/steps/test_batch_scoring.py::test_spark_reads_the_columns_by_name_and_a_failed_job_keeps_the_last_output",
+        "tests/steps/test_batch_scoring.py::test_100000_flowers_on_spark_by_name_and_a_failed_job_keeps_the_last_output",
     ),
     Mutation(
         "batch_scoring_spark.py records the alias, not the version it resolved to",

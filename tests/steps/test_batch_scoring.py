@@ -30,7 +30,7 @@ from helpers import (
 from maintainer.bench_batch import generated_table
 from tutorial import doctor, server_process
 from tutorial.batch_spark import QUICK_JVM_START
-from tutorial.names import FEATURES, MODEL_NAME
+from tutorial.names import CHAMPION_URI, FEATURES, MODEL_NAME
 from tutorial.steps import BATCH_SCORING
 from tutorial.venv import VENV_BIN
 
@@ -235,32 +235,30 @@ def test_make_batch_spark_scores_the_flowers_on_spark_like_the_champion(
 
 
 @pytest.mark.spark
-def test_a_table_of_100000_flowers_on_spark_in_this_process(spark, tracking_server, champion, large_table, flowers):
-    shutil.copy(large_table, flowers)
-
-    result = score(tracking_server, flowers, SCORE_ON_SPARK.replace("flowers.csv", "flowers.parquet"))
-
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert_champions_predictions(flowers / "flowers-predictions-spark", champion, pd.read_parquet(large_table))
-
-
-@pytest.mark.spark
-def test_spark_reads_the_columns_by_name_and_a_failed_job_keeps_the_last_output(
-    spark, tracking_server, champion, flowers, tmp_path
+def test_100000_flowers_on_spark_by_name_and_a_failed_job_keeps_the_last_output(
+    spark, tracking_server, champion, large_table, flowers, tmp_path
 ):
-    canonical = champion.predict(pd.read_csv(flowers / "flowers.csv")).tolist()
-    table = reordered_with_an_id(flowers / "flowers.csv")
-    result = score(tracking_server, flowers, SCORE_ON_SPARK)
+    """The generated flowers with their columns reversed after an `id`, in local[*]; then the same job with Python
+    workers that die as they start, so that it fails in the middle, as it writes."""
+    canonical = champion.predict(pd.read_parquet(large_table)).tolist()
+    table = pd.read_parquet(large_table)[FEATURES[::-1]]
+    table.insert(0, "id", range(100, 100 + len(table)))
+    table.to_parquet(flowers / "flowers.parquet", index=False)
+    by_position = pd.DataFrame(table.to_numpy()[:, 1:], columns=FEATURES)
+    assert champion.predict(by_position).tolist() != canonical  # read by position, they would differ
+    command = SCORE_ON_SPARK.replace("flowers.csv", "flowers.parquet")
+
+    result = score(tracking_server, flowers, command)
+
     assert result.returncode == 0, result.stderr[-3000:]
     output = flowers / "flowers-predictions-spark"
     assert_same_predictions_by_id(output, canonical, table)
     scored = {path.relative_to(output): path.read_bytes() for path in output.rglob("*") if path.is_file()}
-    # Again, with Python workers that die as they start: the job fails in the middle, as it writes.
     crashing_python = tmp_path / "python"
     crashing_python.write_text("#!/bin/sh\nexit 1\n")
     crashing_python.chmod(0o755)
 
-    failed = score(tracking_server, flowers, SCORE_ON_SPARK, PYSPARK_PYTHON=str(crashing_python))
+    failed = score(tracking_server, flowers, command, PYSPARK_PYTHON=str(crashing_python))
 
     assert_one_line_error(failed, "make doctor")
     assert {path.relative_to(output): path.read_bytes() for path in output.rglob("*") if path.is_file()} == scored
@@ -269,7 +267,21 @@ def test_spark_reads_the_columns_by_name_and_a_failed_job_keeps_the_last_output(
         "batch_scoring_spark.py",
         "flowers-predictions-spark",
         "flowers.csv",
+        "flowers.parquet",
     ]
+
+
+@pytest.fixture(scope="module")
+def spark_session(spark):
+    """A local[2] Spark session in this process, for the checks that stop before any job: no JVM start per case."""
+    from pyspark.sql import SparkSession
+
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name, value in {**SPARK_ENV, "PYSPARK_PYTHON": str(VENV_BIN / "python")}.items():
+            monkeypatch.setenv(name, value)
+        session = SparkSession.builder.master("local[2]").appName("bad-input").getOrCreate()
+        yield session
+        session.stop()
 
 
 @pytest.mark.spark
@@ -278,17 +290,28 @@ def test_spark_reads_the_columns_by_name_and_a_failed_job_keeps_the_last_output(
     [
         ("missing-column", "Model is missing inputs ['petal width (cm)']"),
         ("text-value", "Incompatible input types for column petal width (cm)"),
-        ("empty-value", "column 'petal width (cm)' has empty values in flowers.csv"),
+        ("empty-value", "column 'petal width (cm)' has empty values in"),
     ],
 )
-def test_bad_input_on_spark_gets_one_line_and_leaves_no_output(
-    spark, tracking_server, notebook_run, flowers, problem, expected
+def test_bad_input_on_spark_is_named_before_any_job_and_leaves_no_output(
+    spark_session, tracking_server, notebook_run, flowers, problem, expected, monkeypatch
 ):
+    """The Spark job's checks, in a session of this process; its one-line error is the script's (see the test above
+    and the no-Java test)."""
+    from mlflow.exceptions import MlflowException
+
+    # The lessons set MLflow's retries to 0 when imported: only for this test, not for the worker's later ones.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server.url)
+    import batch_scoring_spark
+
     spoil(flowers / "flowers.csv", problem)
+    output = flowers / "flowers-predictions-spark"
 
-    result = score(tracking_server, flowers, SCORE_ON_SPARK)
+    with pytest.raises((MlflowException, ValueError)) as raised:
+        batch_scoring_spark.score_on_spark(spark_session, CHAMPION_URI, str(flowers / "flowers.csv"), str(output))
 
-    assert_one_line_error(result, expected)
+    assert expected in str(raised.value).splitlines()[0]
     assert sorted(path.name for path in flowers.iterdir()) == [
         "batch_scoring.py",
         "batch_scoring_spark.py",

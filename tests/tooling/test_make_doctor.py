@@ -259,22 +259,30 @@ def test_a_local_store_needs_no_server(fresh_checkout):
     assert "no server needed" in finding(result, "server")
 
 
-def test_a_server_without_the_notebooks_model_is_told_to_run_the_notebook(fresh_checkout, migrated_database, tmp_path):
+@pytest.fixture(scope="module")
+def empty_server(migrated_database, tmp_path_factory):
+    """A tracking server that holds nothing yet: one started before the notebook ran, or in another folder."""
+    with running_tracking_server(tmp_path_factory.mktemp("empty-server"), migrated_database) as server:
+        yield server
+
+
+EMPTY_SERVER = pytest.mark.xdist_group("doctor-empty-server")  # one worker, one server for the two tests
+
+
+@EMPTY_SERVER
+def test_a_server_without_the_notebooks_model_is_told_to_run_the_notebook(fresh_checkout, empty_server):
     """The worst moment of step 9 run before step 4: "not found" from the script, and a doctor that said all is well."""
-    with running_tracking_server(tmp_path, migrated_database) as empty_server:
-        result = doctor(fresh_checkout, port_of(empty_server.url))
+    result = doctor(fresh_checkout, port_of(empty_server.url))
 
     assert_only_problem(result, "registry", f"no {CHAMPION_URI}", "run the notebook first, README step 4")
     assert f"MLFLOW_TRACKING_URI={empty_server.url} jupyter execute ml_project.ipynb" in finding(result, "registry")
 
 
-def test_a_server_started_in_another_folder_is_named_with_the_command_for_this_one(
-    checkout_with_runs, migrated_database, tmp_path
-):
+@EMPTY_SERVER
+def test_a_server_started_in_another_folder_is_named_with_the_command_for_this_one(checkout_with_runs, empty_server):
     """`mlflow ui` started in another folder: this folder's runs and models are not on the server it answers with."""
-    with running_tracking_server(tmp_path, migrated_database) as other_folders_server:
-        port = port_of(other_folders_server.url)
-        result = doctor(checkout_with_runs, port)
+    port = port_of(empty_server.url)
+    result = doctor(checkout_with_runs, port)
 
     assert result.returncode == 1, result.stdout
     store = finding(result, "store")
