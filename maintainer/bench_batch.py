@@ -20,7 +20,7 @@ from tutorial.names import FEATURES
 from tutorial.venv import VENV_BIN, with_venv_on_path
 
 REPO = Path(__file__).resolve().parent.parent
-CHAMPION = "models:/tracking-iris-lr@champion"
+CHAMPION = "models:/tracking-iris-lr@champion"  # what the jobs score, as in the guide
 SPARK_START = "from pyspark.sql import SparkSession; SparkSession.builder.getOrCreate().stop()"
 
 
@@ -91,7 +91,7 @@ def jobs_on(path: Path, folder: Path, env: dict, spark) -> dict:
     import batch_scoring_spark
 
     flowers = pd.read_parquet(path)[FEATURES]
-    model = mlflow.pyfunc.load_model("models:/tracking-iris-lr@champion")
+    model = mlflow.pyfunc.load_model(CHAMPION)
     python = str(VENV_BIN / "python")
 
     def predict_only() -> float:
@@ -112,13 +112,9 @@ def jobs_on(path: Path, folder: Path, env: dict, spark) -> dict:
     return {
         "model.predict on the table, in this process": predict_only,
         "pandas: read the table and write it back": read_and_write_only,
-        "batch_scoring.score(), in this process": lambda: in_process(
-            lambda: batch_scoring.score("models:/tracking-iris-lr@champion", path)
-        ),
+        "batch_scoring.score(), in this process": lambda: in_process(lambda: batch_scoring.score(CHAMPION, path)),
         "batch_scoring_spark.score_on_spark(), in a running session": lambda: in_process(
-            lambda: batch_scoring_spark.score_on_spark(
-                spark, "models:/tracking-iris-lr@champion", str(path), str(folder / "spark-output")
-            )
+            lambda: batch_scoring_spark.score_on_spark(spark, CHAMPION, str(path), str(folder / "spark-output"))
         ),
         "python batch_scoring.py (whole process)": lambda: hyperfine.seconds(
             [python, str(REPO / "batch_scoring.py"), str(path)], folder, env

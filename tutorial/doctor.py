@@ -146,11 +146,11 @@ def get(url: str, host: str | None = None, timeout: float = 2, limit: int | None
 
 def get_json(url: str) -> tuple[int, dict]:
     """GET a JSON answer of MLflow's REST API: the status and the answer, an error's too."""
-    status, answer = get(url, timeout=5, limit=None)
     try:
+        status, answer = get(url, timeout=5, limit=None)
         return status, json.loads(answer)
-    except ValueError:
-        return status, {}
+    except (OSError, ValueError):  # a server that stopped meanwhile, or an answer that is not JSON
+        return 0, {}
 
 
 def is_server_uri(uri: str) -> bool:
@@ -269,8 +269,8 @@ def same_store(uri: str, folder: Path, port: int) -> Finding:
             "store",
             False,
             f"this folder's mlflow.db holds the experiment {names[0]!r}, which the server at {uri} does not: it was "
-            f"started in another folder. Stop it (Ctrl+C in its terminal), and start it in {folder}: "
-            f"`make tutorial PORT={port}`, or `mlflow ui --workers 1 --port {port}`",
+            f"started in another folder. Stop it (Ctrl+C in its terminal), and in {folder}, "
+            f"{start_server(f'http://127.0.0.1:{port}')}",
         )
     return Finding("store", True, f"the server holds this folder's experiment {names[0]!r}")
 
