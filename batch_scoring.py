@@ -13,33 +13,35 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail at once if
 
 
 def pin(model_uri: str) -> tuple[str, str | None]:
-    """models:/<name>@<alias> -> models:/<name>/<version>, the version that scores even if the alias moves (a folder,
-    or a logged model's models:/m-<id>, matches `.*`: no name, no version)."""
+    """models:/name@alias -> models:/name/version, the version that scores; a folder or models:/m-<id> stays as is."""
     name, alias, version = re.fullmatch(r"models:/([^/@]+)(?:@([^/]+)|/(\d+))|.*", model_uri).groups()
     if alias:
         version = mlflow.MlflowClient().get_model_version_by_alias(name, alias).version
     return (f"models:/{name}/{version}" if version else model_uri), version
 
 
-def score(model_uri: str, source: Path) -> Path:
-    table = pd.read_parquet(source) if source.suffix == ".parquet" else pd.read_csv(source)
-    model_uri, version = pin(model_uri)
-    model = mlflow.pyfunc.load_model(model_uri)
-    # The signature names the model's features. MLflow finds them in the table by name, in any order, and refuses a
-    # missing column or a column that is not numbers (one row tells: a column has one type); others (an id) stay out.
-    schema = model.metadata.get_input_schema()
+def check_columns(table: pd.DataFrame, schema, source) -> list[str]:
+    """The signature names the model's features. MLflow finds them in the table by name, in any order, and refuses a
+    missing column or a column that is not numbers (one row tells: a column has one type); others (an id) stay out."""
     try:
         mlflow.models.validate_schema(table.head(1), schema)
     except MlflowException as err:  # the table's to fix, not the server's
         raise ValueError(f"{source}: {err.message}") from None
     if empty := [name for name in schema.input_names() if table[name].isna().any()]:
         raise ValueError(f"column {empty[0]!r} has empty values in {source}")
+    return schema.input_names()
+
+
+def score(model_uri: str, source: Path) -> Path:
+    table = pd.read_parquet(source) if source.suffix == ".parquet" else pd.read_csv(source)
+    model_uri, version = pin(model_uri)
+    model = mlflow.pyfunc.load_model(model_uri)
+    inputs = check_columns(table, model.metadata.get_input_schema(), source)
     output = source.with_name(f"{source.stem}-predictions.parquet")
     partial = output.with_name(f".{output.name}.partial")  # renamed once whole: no half-written output
-    table.assign(prediction=model.predict(table[schema.input_names()])).to_parquet(partial, index=False)
+    table.assign(prediction=model.predict(table[inputs])).to_parquet(partial, index=False)
     partial.replace(output)
-    # The digest fingerprints the inputs: the same rows again, the same digest (from_pandas: five times the job's time).
-    dataset = mlflow.data.from_numpy(table[schema.input_names()].to_numpy(), name=source.name)
+    dataset = mlflow.data.from_numpy(table[inputs].to_numpy(), name=source.name)  # same rows again, same digest
     record(dataset, model_uri, version, model.metadata.model_id, len(table), output)
     return output
 
@@ -65,5 +67,4 @@ if __name__ == "__main__":
     except (OSError, ValueError) as err:  # the file or its columns
         raise SystemExit(f"error: {err} (in {Path.cwd()})") from None
     except MlflowException as err:  # the server, the registry or the model
-        hint = "no server, or no notebook run against it? `make doctor` checks"
-        raise SystemExit(f"error: {err.message.splitlines()[0]} ({hint})") from None
+        raise SystemExit(f"error: {str(err).splitlines()[0]} (no server or no notebook run? `make doctor`)") from None

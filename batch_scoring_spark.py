@@ -12,11 +12,11 @@ import sys
 import mlflow
 from mlflow.exceptions import MlflowException
 from py4j.protocol import Py4JJavaError
-from pyspark.errors import PySparkException
+from pyspark.errors import AnalysisException, PySparkException
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from batch_scoring import pin, record
+from batch_scoring import check_columns, pin, record
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # Spark's workers run this Python, which has MLflow
 
@@ -26,9 +26,8 @@ def score_on_spark(spark: SparkSession, model_uri: str, source: str, output: str
     table = reader.parquet(source) if source.endswith(".parquet") else reader.csv(source)
     model_uri, version = pin(model_uri)  # the alias resolved once, on the driver: every executor scores that version
     model = mlflow.models.get_model_info(model_uri)
-    inputs = model.signature.inputs.input_names()
-    # Before any work, as in batch_scoring.py: names and types against the signature (on one row), then empty values.
-    mlflow.models.validate_schema(table.limit(1).toPandas(), model.signature.inputs)
+    # Before any work, batch_scoring.py's checks on the first row, then Spark counts the empty values of the rest.
+    inputs = check_columns(table.limit(1).toPandas(), model.signature.inputs, source)
     rows, *empty = table.select(F.count("*"), *[F.count_if(F.col(f"`{name}`").isNull()) for name in inputs]).first()
     if empty := [name for name, count in zip(inputs, empty, strict=True) if count]:
         raise ValueError(f"column {empty[0]!r} has empty values in {source}")
@@ -63,7 +62,9 @@ if __name__ == "__main__":
         spark = SparkSession.builder.appName("batch-scoring").getOrCreate()
         rows = score_on_spark(spark, args.model, args.input, output)
         spark.stop()
-    except (MlflowException, PySparkException, Py4JJavaError, OSError, ValueError) as err:
+    except (AnalysisException, OSError, ValueError) as err:  # the file or its columns (a missing file: PATH_NOT_FOUND)
+        raise SystemExit(f"error: {str(err).splitlines()[0]} (in {os.getcwd()})") from None
+    except (MlflowException, PySparkException, Py4JJavaError) as err:  # the server, the registry, Java or a worker
         reason = (str(getattr(err, "java_exception", err)).strip() or type(err).__name__).splitlines()[0]  # Spark's own
         raise SystemExit(f"error: {reason} (`make doctor` checks Java and the server)") from None
     print(f"Scored {rows} rows of {args.input} with {args.model} on Spark: {output}/")

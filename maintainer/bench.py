@@ -6,7 +6,8 @@ figures measured in this same run, because shared machines are noisy. hyperfine 
 
 - the floor under every step: interpreter start, and `import mlflow`;
 - how long a step takes to report that no server answers;
-- the tracking server's ready time: `mlflow ui` as it comes, and as `make tutorial` starts it;
+- the tracking server's ready time: `mlflow ui` as it comes, and as `make tutorial` starts it; and step 3's time on
+  a server just started by step 2's command, and without its setting (--first-step: only that);
 - each step of `make tutorial KEEP_SERVER=0`, and the whole of it, in a fresh copy of the repository,
   taking turns with the original guide, kept in maintainer/original_guide.py;
 - with --setup, once each: a fresh clone with cold caches and `make tutorial`, set-up included (with and
@@ -40,8 +41,8 @@ from maintainer.bench_batch import against_baseline, measure_batch_scoring, prin
 from maintainer.checkout import fresh_copy, reader_env
 from maintainer.original_guide import run_original_guide
 from tutorial import server_process
-from tutorial.run import WITHOUT_JOB_RUNNER
-from tutorial.steps import MODEL_REGISTRY, SMOKE_TEST, STEPS, TRACKING_SERVER, Step
+from tutorial.run import SERVER_WORDS, WITHOUT_JOB_RUNNER
+from tutorial.steps import MODEL_REGISTRY, SMOKE_TEST, STEPS, Step
 from tutorial.venv import VENV_BIN, with_venv_on_path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,12 +63,27 @@ def server_ready_seconds(folder: Path, as_the_tutorial_starts_it: bool) -> float
     """Start `mlflow ui` on a new mlflow.db in `folder`, as it comes or as `make tutorial` does; time /health."""
     port = server_process.free_port()
     # The README's `mlflow ui --workers 1` and the runner's settings, or a bare `mlflow ui`.
-    ui = shlex.split(TRACKING_SERVER.command) if as_the_tutorial_starts_it else ["mlflow", "ui"]
+    ui = SERVER_WORDS if as_the_tutorial_starts_it else ["mlflow", "ui"]
     command = [str(VENV_BIN / ui[0]), *ui[1:], "--host", "127.0.0.1", "--port", str(port)]
     env = {**os.environ, **(WITHOUT_JOB_RUNNER if as_the_tutorial_starts_it else {})}
     server = server_process.start(command, folder / "server.log", cwd=folder, env=env)
     try:
         return server_process.wait_until_healthy(server, f"http://127.0.0.1:{port}/health", folder / "server.log")
+    finally:
+        server_process.stop(server)
+
+
+def first_step_seconds(folder: Path, settings: dict) -> float:
+    """Step 2's `mlflow ui --workers 1` with these settings (the README's, or none), on a new mlflow.db in `folder`;
+    once it is ready, how long step 3, `python get_started.py`, takes: the first request is where the job runner
+    costs."""
+    port = server_process.free_port()
+    command = [str(VENV_BIN / SERVER_WORDS[0]), *SERVER_WORDS[1:], "--port", str(port)]
+    server = server_process.start(command, folder / "server.log", cwd=folder, env={**os.environ, **settings})
+    try:
+        server_process.wait_until_healthy(server, f"http://127.0.0.1:{port}/health", folder / "server.log")
+        env = with_venv_on_path({**os.environ, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"})
+        return hyperfine.seconds(shlex.split(SMOKE_TEST.command), REPO, env)
     finally:
         server_process.stop(server)
 
@@ -169,6 +185,10 @@ def measure_the_suite(table: "Table", baseline_rev: str | None, workers: list[st
         table.add(name, samples)
 
 
+FIRST_STEP_AS_README = "first step after: MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --workers 1"
+FIRST_STEP_WITH_JOB_RUNNER = "first step after: mlflow ui --workers 1 (job runner on)"
+
+
 def measure_the_tutorial(table: Table, temp: Path, new_folder, repeats: int) -> None:
     """The default measurements: floors, 'server down' answers, server start, the tutorial and the original guide."""
     floors = {"floor: python -c pass": "pass", "floor: python -c 'import mlflow'": "import mlflow"}
@@ -181,6 +201,7 @@ def measure_the_tutorial(table: Table, temp: Path, new_folder, repeats: int) -> 
     table.measure(
         "server ready: the tutorial's (1 worker, no job runner)", lambda: server_ready_seconds(new_folder(), True)
     )
+    measure_the_first_step(table, new_folder)
 
     # The tutorial and the original guide take turns, so that a noisy moment hits both alike.
     tutorial_runs, original_runs = [], []
@@ -190,6 +211,12 @@ def measure_the_tutorial(table: Table, temp: Path, new_folder, repeats: int) -> 
     for step in tutorial_runs[0]:
         table.add(f"tutorial: {step}", [run[step] for run in tutorial_runs])
     table.add("the original guide as written (baseline)", original_runs)
+
+
+def measure_the_first_step(table: Table, new_folder) -> None:
+    """Step 3 on a server just started by step 2's command, with its setting and without it."""
+    table.measure(FIRST_STEP_AS_README, lambda: first_step_seconds(new_folder(), WITHOUT_JOB_RUNNER))
+    table.measure(FIRST_STEP_WITH_JOB_RUNNER, lambda: first_step_seconds(new_folder(), {}))
 
 
 def main() -> None:
@@ -205,6 +232,7 @@ def main() -> None:
     )
     parser.add_argument("--batch", action="store_true", help="also step 9: batch scoring, in one process and on Spark")
     parser.add_argument("--batch-baseline", metavar="REV", help="and step 9's jobs against commit REV's, alternately")
+    parser.add_argument("--first-step", action="store_true", help="with --skip-tutorial: step 3 after step 2")
     parser.add_argument("--skip-tutorial", action="store_true", help="only the long variants asked for")
     args = parser.parse_args()
     table = Table(args.repeats)
@@ -217,6 +245,8 @@ def main() -> None:
 
         if not args.skip_tutorial:
             measure_the_tutorial(table, temp, new_folder, args.repeats)
+        if args.first_step and args.skip_tutorial:
+            measure_the_first_step(table, new_folder)
         if args.setup:
             once = Table(1)
             once.measure("fresh clone, cold caches: make tutorial", lambda: fresh_clone_tutorial_seconds(temp, {}))
@@ -253,6 +283,9 @@ def main() -> None:
         ready = table.median("server ready: the tutorial's (1 worker, no job runner)")
         default_ready = table.median("server ready: mlflow ui (4 workers)")
         print(f"  server ready, the tutorial's / the default mlflow ui: {ready / default_ready:.2f}")
+    if FIRST_STEP_AS_README in table.rows:
+        ratio = table.median(FIRST_STEP_AS_README) / table.median(FIRST_STEP_WITH_JOB_RUNNER)
+        print(f"  the first step after step 2's start, the README's / with the job runner: {ratio:.2f}")
     if args.setup:
         ours = table.median("fresh clone, cold caches: make tutorial")
         theirs = table.median("pip install -r requirements.txt + the original guide")

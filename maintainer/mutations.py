@@ -109,8 +109,8 @@ MUTATIONS = [
     Mutation(
         "batch_scoring.py reads the model's inputs by position, not by name",
         "batch_scoring.py",
-        "model.predict(table[schema.input_names()])",
-        "model.predict(table.iloc[:, :4].set_axis(schema.input_names(), axis=1))",
+        "model.predict(table[inputs])",
+        "model.predict(table.iloc[:, :4].set_axis(inputs, axis=1))",
         "tests/steps/test_batch_scoring.py::test_columns_in_any_order_and_an_extra_id_get_the_same_predictions",
     ),
     Mutation(
@@ -131,6 +131,20 @@ MUTATIONS = [
         "model_uri, version = pin(model_uri)",
         "version = pin(model_uri)[1]",
         "tests/steps/test_batch_scoring.py::test_the_same_job_on_a_standalone_cluster[150-flowers]",
+    ),
+    Mutation(
+        "batch_scoring.py sends a missing file or a wrong column to make doctor",
+        "batch_scoring.py",
+        'raise SystemExit(f"error: {err} (in {Path.cwd()})") from None',
+        'raise SystemExit(f"error: {err} (`make doctor` checks)") from None',
+        "tests/steps/test_batch_scoring.py::test_bad_input_gets_one_line_and_leaves_no_output",
+    ),
+    Mutation(
+        "batch_scoring_spark.py sends a missing file to make doctor",
+        "batch_scoring_spark.py",
+        "except (AnalysisException, OSError, ValueError) as err:",
+        "except (OSError, ValueError) as err:",
+        "tests/steps/test_batch_scoring.py::test_a_missing_file_on_spark_names_it_and_its_folder",
     ),
     Mutation(
         "`make batch-spark` starts Spark without checking for Java",

@@ -9,6 +9,7 @@ import pytest
 from filelock import FileLock
 from guide_commands import RUN_NOTEBOOK
 from helpers import (
+    REPO,
     STRICT_WARNING_EXEMPTIONS,
     UnlikeTheChampion,
     alone_in_a_folder,
@@ -124,16 +125,18 @@ def checkout_with_runs(fresh_checkout, tracking_server, notebook_run):
 
 
 @pytest.fixture(scope="session")
-def notebook_run(tracking_server, tmp_path_factory, worker_id) -> None:
-    """The notebook, executed headless once against the session's server, as the README shows it,
-    copied alone into an empty folder."""
+def notebook_run(tracking_server, tmp_path_factory, worker_id) -> dict:
+    """The notebook, executed headless once against the session's server, as the README shows it, copied alone
+    into an empty folder (the runner, tutorial/, from the repository). What it printed, and the executed copy."""
 
-    def run_the_notebook() -> None:
+    def run_the_notebook() -> dict:
         folder = alone_in_a_folder("ml_project.ipynb", tmp_path_factory.mktemp("notebook-alone"))
-        result = run_command(RUN_NOTEBOOK, tracking_server.url, cwd=folder, timeout=600)
+        extra_env = {"PYTHONPATH": str(REPO)}
+        result = run_command(RUN_NOTEBOOK, tracking_server.url, cwd=folder, timeout=600, extra_env=extra_env)
         assert result.returncode == 0, f"the notebook failed:\n{result.stdout}\n{result.stderr}"
+        return {"stdout": result.stdout, "stderr": result.stderr, "executed": str(folder / "ml_project-run.ipynb")}
 
-    once_per_run(tmp_path_factory, worker_id, "notebook-run", run_the_notebook)
+    return once_per_run(tmp_path_factory, worker_id, "notebook-run", run_the_notebook)
 
 
 @pytest.fixture(scope="session")

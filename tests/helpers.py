@@ -7,11 +7,13 @@ import hashlib
 import json
 import os
 import re
+import runpy
 import shlex
 import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from contextlib import closing
@@ -162,6 +164,29 @@ def run_as_a_group(command: list, cwd: Path, env: dict, timeout: float) -> subpr
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
+def run_in_this_process(script: Path, arguments: list[str], tracking_uri: str, monkeypatch, capfd):
+    """`python <script> <arguments>` in the script's folder, run here by runpy: the same code and the same exit
+    message as in a new process, without its seconds of `import mlflow`. What the script changes in this process
+    (the environment, MLflow's tracking URI, the folder) is undone when the test ends."""
+    import mlflow.tracking._tracking_service.utils as tracking
+
+    monkeypatch.chdir(script.parent)
+    monkeypatch.setattr(sys, "argv", [script.name, *arguments])
+    monkeypatch.setattr(tracking, "_tracking_uri", None)  # as a new process starts: MLflow reads the variable
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    environment, code, exit_message = dict(os.environ), 0, ""
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as exited:  # as Python does: a message is printed to stderr, with exit code 1
+        code, exit_message = (1, f"{exited.code}\n") if isinstance(exited.code, str) else (exited.code or 0, "")
+    finally:  # the lessons' os.environ.setdefault(...)
+        for name in os.environ.keys() - environment.keys():
+            del os.environ[name]
+        os.environ.update(environment)
+    out, err = capfd.readouterr()
+    return subprocess.CompletedProcess([script.name, *arguments], code, out, err + exit_message)
+
+
 def make_in(checkout: Path, *arguments: str, timeout: float = 120, **env_changes: str) -> subprocess.CompletedProcess:
     """`make <arguments>` in a copy of the repository, from a reader's shell (maintainer.checkout.reader_env)."""
     return run_as_a_group(["make", *arguments], cwd=checkout, env=reader_env(**env_changes), timeout=timeout)
@@ -185,6 +210,27 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *expected: str) -
     assert sum(line.startswith("error: ") for line in lines) == 1, result.stderr
     for text in expected:
         assert text in lines[-1], lines[-1]
+
+
+def readme_output_after(command: str) -> str:
+    """The README's ```text block right after the block that shows `command`: what it says the command prints."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    closing = readme.index("```\n", readme.index(f"\n{command}\n")) + len("```\n")
+    assert readme.startswith("\n```text\n", closing), f"the README shows no output under {command!r}"
+    start = closing + len("\n```text\n")
+    return readme[start : readme.index("```", start)]
+
+
+def assert_readme_shows(command: str, printed: str, port: int) -> None:
+    """`printed` is the README's block for `command`, line for line: its `...` lines stand for any lines, a `...` in
+    a line for any text (a time, a run's name or id), and the reader's port is 5000."""
+    shown = readme_output_after(command)
+    lines = [
+        r"(?:.*\n)*?" if line == "..." else ".*?".join(map(re.escape, line.split("..."))) + r"\n"
+        for line in shown.splitlines()
+    ]
+    printed = printed.replace(f"127.0.0.1:{port}", "127.0.0.1:5000").strip("\n") + "\n"
+    assert re.fullmatch("".join(lines), printed), f"the README shows:\n{shown}\n`{command}` printed:\n{printed}"
 
 
 def port_of(url: str) -> int:

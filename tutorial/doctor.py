@@ -284,7 +284,7 @@ def registry(uri: str, folder: Path) -> Finding:
     query = urllib.parse.urlencode({"name": MODEL_NAME, "alias": "champion"})
     status, answer = get_json(f"{api}/mlflow/registered-models/alias?{query}")
     if status != 200:
-        run_notebook = f"MLFLOW_TRACKING_URI={uri} jupyter execute ml_project.ipynb"
+        run_notebook = f"MLFLOW_TRACKING_URI={uri} python -m tutorial.notebook"
         return Finding(
             "registry",
             False,

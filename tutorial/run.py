@@ -25,14 +25,14 @@ from tutorial.steps import (
     TRACKING_SERVER,
     Step,
     fill_in,
+    settings_and_words,
 )
 from tutorial.venv import VENV_BIN, with_venv_on_path
 
 REPO = Path(__file__).resolve().parent.parent
 SERVER_LOG = REPO / "mlflow-ui.log"
-# MLflow's job runner serves its GenAI features (scorers, judges), which no step of the guide uses. Off, the server
-# starts fewer processes and is ready sooner. A reader's own `mlflow ui` keeps it on: the steps behave the same.
-WITHOUT_JOB_RUNNER = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+# The README's command: its settings (MLflow's job runner off) and its words.
+WITHOUT_JOB_RUNNER, SERVER_WORDS = settings_and_words(TRACKING_SERVER.command)
 
 
 def codespace_security_flags(port: int, env: dict) -> list[str]:
@@ -61,11 +61,12 @@ def start_tracking_server(port: int) -> subprocess.Popen:
     )
     # The README's command, on loopback and the chosen port, and on mlflow.db even beside an mlruns/ folder.
     command = [
-        *shlex.split(TRACKING_SERVER.command),
+        *SERVER_WORDS,
         *("--backend-store-uri", "sqlite:///mlflow.db", "--host", "127.0.0.1", "--port", str(port)),
         *codespace_security_flags(port, os.environ),
     ]
-    print(f"{TRACKING_SERVER.label()}\n      $ {shlex.join(command)}  (log: {SERVER_LOG.name})", flush=True)
+    settings = " ".join(f"{name}={value}" for name, value in WITHOUT_JOB_RUNNER.items())
+    print(f"{TRACKING_SERVER.label()}\n      $ {settings} {shlex.join(command)}  (log: {SERVER_LOG.name})", flush=True)
     server = server_process.start(command, SERVER_LOG, cwd=REPO, env={**os.environ, **WITHOUT_JOB_RUNNER})
     # A worker can outlive its parent, so whatever stops the start, the whole group is stopped.
     try:

@@ -8,6 +8,7 @@ on a generated table of 100,000 flowers. The scripts run alone in an empty folde
 
 import json
 import os
+import re
 import shlex
 import shutil
 import urllib.request
@@ -24,6 +25,7 @@ from helpers import (
     missing_service,
     port_of,
     run_command,
+    run_in_this_process,
     step_env,
 )
 
@@ -54,13 +56,21 @@ def score(tracking_server, folder, command: str, **extra_env: str):
     return run_command(command, tracking_server.url, cwd=folder, timeout=600, extra_env={**SPARK_ENV, **extra_env})
 
 
-@pytest.fixture
-def flowers(tmp_path):
-    """A folder with batch_scoring.py, batch_scoring_spark.py and flowers.csv, written by step 9's own command."""
-    folder = alone_in_a_folder("batch_scoring.py", tmp_path / "project")
-    shutil.copy(REPO / "batch_scoring_spark.py", folder)
+@pytest.fixture(scope="module")
+def flowers_csv(tmp_path_factory):
+    """flowers.csv, written by step 9's own command, once per worker."""
+    folder = tmp_path_factory.mktemp("step-9")
     result = run_command(BATCH_SCORING.before, "http://127.0.0.1:1", cwd=folder)
     assert result.returncode == 0, result.stderr
+    return folder / "flowers.csv"
+
+
+@pytest.fixture
+def flowers(tmp_path, flowers_csv):
+    """A folder with batch_scoring.py, batch_scoring_spark.py and a copy of flowers.csv, for one test to change."""
+    folder = alone_in_a_folder("batch_scoring.py", tmp_path / "project")
+    shutil.copy(REPO / "batch_scoring_spark.py", folder)
+    shutil.copy(flowers_csv, folder)
     return folder
 
 
@@ -188,19 +198,22 @@ def test_columns_in_any_order_and_an_extra_id_get_the_same_predictions(tracking_
         ("empty-value", "column 'petal width (cm)' has empty values in flowers.csv"),
     ],
 )
-def test_bad_input_gets_one_line_and_leaves_no_output(tracking_server, notebook_run, flowers, problem, expected):
+def test_bad_input_gets_one_line_and_leaves_no_output(
+    tracking_server, notebook_run, flowers, problem, expected, monkeypatch, capfd
+):
+    """The script's own code, run in this process (run_in_this_process): the tests above run it as a new process."""
     spoil(flowers / "flowers.csv", problem)
-    command = {
-        "unknown-model": f"{BATCH_SCORING.command} --model models:/no-such-model@champion",
-        "missing-file": "python batch_scoring.py no-such-file.csv",
-    }.get(problem, BATCH_SCORING.command)
+    arguments = {
+        "unknown-model": ["flowers.csv", "--model", "models:/no-such-model@champion"],
+        "missing-file": ["no-such-file.csv"],
+    }.get(problem, shlex.split(BATCH_SCORING.command)[2:])
 
-    result = score(tracking_server, flowers, command)
+    result = run_in_this_process(flowers / "batch_scoring.py", arguments, tracking_server.url, monkeypatch, capfd)
 
     assert_one_line_error(result, expected)
     # The file's problems name the folder it was looked for in; only the registry's send the reader to make doctor.
     if problem == "unknown-model":
-        assert "no notebook run against it? `make doctor` checks" in result.stderr
+        assert "(no server or no notebook run? `make doctor`)" in result.stderr
     else:
         assert f"(in {flowers})" in result.stderr and "make doctor" not in result.stderr
     assert sorted(path.name for path in flowers.iterdir()) == [
@@ -232,6 +245,16 @@ def test_make_batch_spark_scores_the_flowers_on_spark_like_the_champion(
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = pd.read_csv(checkout_with_runs / "flowers.csv")
     assert_champions_predictions(checkout_with_runs / "flowers-predictions-spark", champion, rows)
+    # The Spark page explains every warning the reader sees: it quotes each one's start.
+    page = (REPO / "docs" / "batch-scoring-on-spark.md").read_text()
+    bullets = page.split("none needs a fix here:\n\n")[1].split("\n\n")[0]
+    explained = [
+        " ".join(quoted.split()) for _, quoted in re.findall(r"^- (`+) ?(.+?) ?\1", bullets, re.MULTILINE | re.DOTALL)
+    ]
+    warnings = [line for line in result.stderr.splitlines() if re.search(r"(^|\s)WARN(ING)?[\s:]", line)]
+    assert warnings and explained
+    for warning in warnings:
+        assert any(quoted.split("...")[0] in warning for quoted in explained), (warning, explained)
 
 
 @pytest.mark.spark
@@ -317,6 +340,18 @@ def test_bad_input_on_spark_is_named_before_any_job_and_leaves_no_output(
         "batch_scoring_spark.py",
         "flowers.csv",
     ]
+
+
+@pytest.mark.spark
+def test_a_missing_file_on_spark_names_it_and_its_folder(spark_session, tracking_server, flowers, monkeypatch, capfd):
+    """The script's own code in this process, in the session above. The path is absolute: a session's JVM resolves a
+    relative one from the folder it started in, which a script's own session shares."""
+    script, missing = flowers / "batch_scoring_spark.py", str(flowers / "no-such-file.csv")
+
+    result = run_in_this_process(script, [missing], tracking_server.url, monkeypatch, capfd)
+
+    assert_one_line_error(result, "PATH_NOT_FOUND", missing, f"(in {flowers})")
+    assert "make doctor" not in result.stderr
 
 
 def workers_alive(master_ui: str) -> int:

@@ -6,6 +6,7 @@ runs the notebook's own cells, in a kernel, with a registered model and an exper
 """
 
 import json
+import re
 
 import mlflow
 import nbformat
@@ -19,6 +20,29 @@ from tutorial.names import FEATURES, MODEL_NAME
 
 def test_notebook_logs_registers_and_promotes(tracking_server, notebook_run):
     assert_notebook_results(tracking_server.client(), times_run=1)
+
+
+def test_from_a_terminal_it_prints_what_the_cells_print_and_saves_their_outputs(notebook_run):
+    """Step 4's terminal command (python -m tutorial.notebook) shows the ranking and the gate's outcome, without the
+    kernel's warning about TCP, and keeps the outputs in ml_project-run.ipynb."""
+    printed = notebook_run["stdout"]
+    assert re.search(r"^1\. m-\w+ from lr-C-1\.5: ", printed, re.MULTILINE), printed
+    assert "Version 3 passed the gate and is now @champion" in printed
+    assert "Champion test accuracy: 1.0" in printed
+    assert "without encryption" not in notebook_run["stderr"], notebook_run["stderr"]
+    executed = nbformat.read(notebook_run["executed"], as_version=4)
+    saved = "".join(output.get("text", "") for cell in executed.cells for output in cell.get("outputs", []))
+    assert "Version 3 passed the gate and is now @champion" in saved
+
+
+def test_the_readmes_file_tree_lists_every_file_of_a_logged_model(tracking_server, notebook_run):
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    tree = readme.split("/artifacts/\n", 1)[1].split("```", 1)[0]
+    shown = {name for line in tree.splitlines() for name in re.split(r"\s{2,}", line[4:])[0].split(", ")}
+    champion = tracking_server.client().get_model_version_by_alias(MODEL_NAME, "champion")
+    model_id = champion.source.removeprefix("models:/")  # the logged model the version was registered from
+    [folder] = (tracking_server.root / "mlartifacts").glob(f"*/models/{model_id}/artifacts")
+    assert shown == {path.name for path in folder.iterdir()}
 
 
 def test_the_readmes_figures_are_the_winners(tracking_server, notebook_run):

@@ -12,8 +12,9 @@ import shlex
 import time
 
 import pytest
-from guide_commands import INFER_BY_ALIAS, SMOKE_TEST
+from guide_commands import INFER_BY_ALIAS, RUN_NOTEBOOK, SMOKE_TEST
 from helpers import (
+    REPO,
     SECONDS_NOT_MINUTES,
     alone_in_a_folder,
     assert_one_line_error,
@@ -48,17 +49,17 @@ def test_a_certificate_path_that_is_not_a_file_gets_one_line(command, tmp_path):
     assert_one_line_error(result, str(missing), "make doctor")
 
 
-def test_the_notebooks_connection_cell_fails_at_once_without_a_server():
-    """The notebook's first cells, run in plain Python: with MLflow's retries at 0, seconds, not minutes."""
-    first_cells = "\n".join(cell.source for cell in notebook_cells(["imports", "connect-to-server"]))
+def test_the_notebook_from_a_terminal_stops_at_once_with_one_line_without_a_server(tmp_path):
+    """Step 4's terminal command: the connection cell's own line (MLflow's retries at 0: seconds, not minutes)."""
+    folder = alone_in_a_folder("ml_project.ipynb", tmp_path)
     dead_url = f"http://127.0.0.1:{server_process.free_port()}"
 
     started = time.monotonic()
-    result = run_command(f"python -c {shlex.quote(first_cells)}", dead_url, timeout=120)
+    result = run_command(RUN_NOTEBOOK, dead_url, cwd=folder, timeout=120, extra_env={"PYTHONPATH": str(REPO)})
 
-    assert result.returncode != 0
-    assert "Connection refused" in result.stderr.strip().splitlines()[-1], result.stderr
+    assert_one_line_error(result, f"ConnectionError: {dead_url}: ", "Connection refused", "(`make doctor` says why)")
     assert time.monotonic() - started < SECONDS_NOT_MINUTES
+    assert (folder / "ml_project-run.ipynb").is_file()  # the failed cell's whole traceback is kept there
 
 
 def test_the_notebooks_connection_cell_is_short():

@@ -1,14 +1,37 @@
-"""Many clients logging at once, into one brand-new experiment: no run may be lost, misfiled or failed.
-
-The same check runs on PostgreSQL in team/test_team_server.py.
+"""Step 2's server as the README starts it. Many clients logging at once, into one brand-new experiment: no run may
+be lost, misfiled or failed (the same check runs on PostgreSQL in team/test_team_server.py).
 """
+
+import os
+import shutil
 
 import mlflow
 import mlflow.tracking.fluent
 from concurrent_logging import CLIENTS, RUNS_PER_CLIENT, run_clients
+from helpers import assert_readme_shows
 from mlflow.tracking._tracking_service.client import TrackingServiceClient
 
 from maintainer.tracking_server import running_tracking_server
+from tutorial import server_process
+from tutorial.steps import TRACKING_SERVER, settings_and_words
+from tutorial.venv import with_venv_on_path
+
+
+def test_the_readmes_command_starts_the_server_as_the_readme_shows(tmp_path, migrated_database):
+    """The command as a reader types it, with a reader's environment (MLflow's own warnings shown), on a free port."""
+    shutil.copyfile(migrated_database, tmp_path / "mlflow.db")  # migrated already: it starts sooner
+    settings, words = settings_and_words(TRACKING_SERVER.command)
+    port = server_process.free_port()
+    env = with_venv_on_path({**os.environ, **settings})
+    env.pop("PYTHONWARNINGS", None)
+    server = server_process.start([*words, "--port", str(port)], tmp_path / "ui.log", cwd=tmp_path, env=env)
+    try:
+        server_process.wait_until_healthy(server, f"http://127.0.0.1:{port}/health", tmp_path / "ui.log")
+    finally:
+        server_process.stop(server)
+
+    log = (tmp_path / "ui.log").read_text()
+    assert_readme_shows(TRACKING_SERVER.command, log[: log.index("\n", log.index("Uvicorn running"))], port)
 
 
 def test_clients_log_into_a_new_experiment_at_once_on_sqlite_with_four_workers(tmp_path, migrated_database, capsys):

@@ -4,7 +4,6 @@ and the forwarding domain are set as Codespaces sets them, for `make tutorial`'s
 
 import json
 import re
-import shlex
 import shutil
 import subprocess
 import urllib.error
@@ -17,8 +16,7 @@ from maintainer.checkout import reader_env
 from maintainer.tracking_server import SERVER_SETTINGS
 from tutorial import server_process
 from tutorial.names import TRACKING_PORT
-from tutorial.run import codespace_security_flags
-from tutorial.steps import TRACKING_SERVER
+from tutorial.run import SERVER_WORDS, codespace_security_flags
 from tutorial.venv import VENV_BIN
 
 pytestmark = pytest.mark.xdist_group("codespace-server")  # one worker, one Codespace server
@@ -54,7 +52,7 @@ def codespace_server(migrated_database, tmp_path_factory):
     shutil.copyfile(migrated_database, root / "mlflow.db")  # migrated already: the server starts sooner
     command = [
         str(VENV_BIN / "mlflow"),
-        *shlex.split(TRACKING_SERVER.command)[1:],
+        *SERVER_WORDS[1:],
         *("--host", "127.0.0.1", "--port", str(port)),
         *codespace_security_flags(port, CODESPACE),
     ]

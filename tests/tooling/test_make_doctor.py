@@ -275,7 +275,7 @@ def test_a_server_without_the_notebooks_model_is_told_to_run_the_notebook(fresh_
     result = doctor(fresh_checkout, port_of(empty_server.url))
 
     assert_only_problem(result, "registry", f"no {CHAMPION_URI}", "run the notebook first, README step 4")
-    assert f"MLFLOW_TRACKING_URI={empty_server.url} jupyter execute ml_project.ipynb" in finding(result, "registry")
+    assert f"MLFLOW_TRACKING_URI={empty_server.url} python -m tutorial.notebook" in finding(result, "registry")
 
 
 @EMPTY_SERVER

@@ -8,12 +8,13 @@ import sqlite3
 import pytest
 from expected_state import assert_notebook_results, assert_smoke_test_runs
 from guide_commands import RUN_NOTEBOOK, SMOKE_TEST, TUTORIAL
-from helpers import STRICT_WARNINGS, fingerprint, make_in, port_of, run_command
+from helpers import STRICT_WARNINGS, assert_readme_shows, fingerprint, make_in, port_of, run_command
 from mlflow import MlflowClient
 
 from maintainer.tracking_server import running_tracking_server
 from tutorial import server_process
-from tutorial.steps import STEPS
+from tutorial.names import BATCH_EXPERIMENT, SMOKE_TEST_EXPERIMENT
+from tutorial.steps import BATCH_SCORING, STEPS, TRACKING_SERVER
 
 
 def make_tutorial(checkout, port):
@@ -34,6 +35,12 @@ def test_tutorial_runs_end_to_end_and_a_second_run_repeats_no_version(fresh_chec
     assert [label.split(" (not run here")[0] for label in labels] == [step.label() for step in STEPS]
     assert f"The MLflow UI is at http://127.0.0.1:{port}" in result.stdout
     assert not server_process.port_is_taken(port), "KEEP_SERVER=0 left the server running"
+    # The README shows what the steps print, on a new server: the first-time line (on stderr) then the step's own.
+    assert f"$ {TRACKING_SERVER.command} --backend-store-uri sqlite:///mlflow.db" in result.stdout
+    for command, experiment in ((SMOKE_TEST, SMOKE_TEST_EXPERIMENT), (BATCH_SCORING.command, BATCH_EXPERIMENT)):
+        [first_time] = [line for line in result.stderr.splitlines() if f"name '{experiment}' does not exist" in line]
+        printed = result.stdout.split(f"      $ {command}\n")[1].split("      done in")[0]
+        assert_readme_shows(command, f"{first_time}\n{printed}", port)
     # The guide's server keeps its data in the checkout, as `mlflow ui` does.
     assert (fresh_checkout / "mlflow.db").is_file() and (fresh_checkout / "mlartifacts").is_dir()
 

@@ -15,7 +15,7 @@ from guide_commands import INFER_BY_ALIAS, RUN_NOTEBOOK, SMOKE_TEST
 from helpers import REPO, git, makefile_variable
 
 from maintainer.checkout import reader_env
-from tutorial.steps import BATCH_SCORING
+from tutorial.steps import BATCH_SCORING, TRACKING_SERVER
 from tutorial.venv import VENV_BIN
 
 MAKEFILE = (REPO / "Makefile").read_text()
@@ -75,7 +75,7 @@ def test_the_workflow_runs_ci_run_and_the_guides_steps_on_macos_and_windows():
     assert [step["run"] for step in test_job["steps"] if "run" in step] == ["bash .ci/run"]
     assert guide_job["strategy"]["matrix"]["os"] == ["macos-latest", "windows-latest"]
     commands = "\n".join(step.get("run", "") for step in guide_job["steps"])
-    guide = ("pip install -r requirements.txt", "mlflow ui", SMOKE_TEST, RUN_NOTEBOOK, INFER_BY_ALIAS)
+    guide = ("pip install -r requirements.txt", TRACKING_SERVER.command, SMOKE_TEST, RUN_NOTEBOOK, INFER_BY_ALIAS)
     for command in (*guide, BATCH_SCORING.before, BATCH_SCORING.command):
         assert command in commands, command
     assert "make " not in commands  # those readers have no make

@@ -1,0 +1,51 @@
+"""Step 4 from a terminal: `python -m tutorial.notebook` runs ml_project.ipynb as VS Code's "Run All" does.
+
+It prints what each cell prints, as each cell ends, and saves the notebook with its outputs as
+ml_project-run.ipynb (VS Code opens it). A cell that fails stops the run with one line: its error, which for a
+server that does not answer is the notebook's own pointer to `make doctor`.
+"""
+
+import sys
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+NOTEBOOK = Path("ml_project.ipynb")
+EXECUTED = Path("ml_project-run.ipynb")  # in .gitignore: the lesson stays without outputs
+
+
+def print_outputs(cell, **_) -> None:
+    """What the cell printed, and the value it ended with (a figure shows in EXECUTED only)."""
+    for output in cell.get("outputs", []):
+        if output.output_type == "stream":
+            print(output.text, end="", file=sys.stderr if output.name == "stderr" else sys.stdout, flush=True)
+        elif output.output_type == "execute_result":
+            print(output.data.get("text/plain", ""), flush=True)
+
+
+def main() -> None:
+    if not NOTEBOOK.is_file():
+        sys.exit(f"error: there is no {NOTEBOOK} in {Path.cwd()}: run this in the repository's folder")
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    # The kernel's warning that it runs "over TCP without encryption" is about its ports on 127.0.0.1, which other
+    # users of this machine could reach; a laptop's reader is the only one. Its errors still show.
+    client = NotebookClient(
+        notebook,
+        timeout=600,
+        kernel_name="python3",
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
+        on_cell_executed=print_outputs,
+    )
+    try:
+        client.execute()
+    except CellExecutionError as err:
+        hint = "" if "make doctor" in err.evalue else f" (the traceback: {EXECUTED}; `make doctor` checks the setup)"
+        sys.exit(f"error: {err.ename}: {err.evalue.splitlines()[0] if err.evalue else ''}{hint}")
+    finally:
+        nbformat.write(notebook, EXECUTED)
+
+
+if __name__ == "__main__":
+    main()
