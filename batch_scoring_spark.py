@@ -66,5 +66,5 @@ if __name__ == "__main__":
         raise SystemExit(f"error: {str(err).splitlines()[0]} (in {os.getcwd()})") from None
     except (MlflowException, PySparkException, Py4JJavaError) as err:  # the server, the registry, Java or a worker
         reason = (str(getattr(err, "java_exception", err)).strip() or type(err).__name__).splitlines()[0]  # Spark's own
-        raise SystemExit(f"error: {reason} (`make doctor` checks Java and the server)") from None
+        raise SystemExit(f"error: {reason} (`make doctor` checks Java, the server and the champion)") from None
     print(f"Scored {rows} rows of {args.input} with {args.model} on Spark: {output}/")

@@ -154,6 +154,13 @@ MUTATIONS = [
         "tests/steps/test_batch_scoring.py::test_no_java_gets_one_line_and_no_output",
     ),
     Mutation(
+        "`make batch-spark` starts Spark without checking for the champion",
+        "tutorial/batch_spark.py",
+        "doctor.tracking_server(tracking_uri), doctor.registry(tracking_uri, REPO))",
+        "doctor.tracking_server(tracking_uri))",
+        "tests/tooling/test_make_doctor.py::test_make_batch_spark_without_the_notebooks_model_stops_before_spark_starts",
+    ),
+    Mutation(
         "the notebook links `accuracy` to the training set",
         "ml_project.ipynb",
         'dataset = test_dataset if key == \\"accuracy\\" else train_dataset',

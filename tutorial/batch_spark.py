@@ -29,7 +29,8 @@ def main() -> None:
     args = parser.parse_args()
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or f"http://127.0.0.1:{args.port}"
 
-    doctor.require(doctor.java(os.environ), doctor.tracking_server(tracking_uri))
+    # Before Spark starts: Java, the server, and the champion that the job scores (the notebook, step 4, makes it).
+    doctor.require(doctor.java(os.environ), doctor.tracking_server(tracking_uri), doctor.registry(tracking_uri, REPO))
     # The steps find `python` in this venv, as in a terminal where it is active; Spark's workers run it too.
     # SPARK_LOCAL_IP: local[*] needs no network, so Spark listens on loopback only.
     env = with_venv_on_path(

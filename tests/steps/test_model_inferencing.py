@@ -10,7 +10,15 @@ import mlflow
 import pytest
 from expected_state import expected_predictions, printed_predictions
 from guide_commands import INFER_BY_ALIAS, INFER_BY_ID, INFER_BY_VERSION, INFER_FROM_FOLDER, INFER_FROM_UI_PATH
-from helpers import REPO, SECONDS_NOT_MINUTES, alone_in_a_folder, assert_one_line_error, run_command
+from helpers import (
+    REPO,
+    SECONDS_NOT_MINUTES,
+    alone_in_a_folder,
+    assert_one_line_error,
+    assert_readme_shows,
+    port_of,
+    run_command,
+)
 
 from tutorial import server_process
 from tutorial.names import MODEL_NAME
@@ -88,12 +96,17 @@ def test_the_readmes_registry_commands(tracking_server, notebook_run, command, t
 
 
 def test_the_readmes_sample_output_is_what_a_notebook_model_prints(tracking_server, notebook_run, tmp_path):
-    """Every model the notebook logs predicts the same on its input example, so the README's sample holds for each."""
-    result = infer(INFER_BY_ALIAS, tracking_server.url, tmp_path)
+    """Every model the notebook logs predicts the same on its input example, so the README's sample holds for each:
+    here the champion's folder, which the README's example path stands for."""
+    readme_folder = "mlartifacts/2/models/m-12100ede7512460aa6c7b33af1f72143/artifacts"
+    model_id = tracking_server.client().get_model_version_by_alias(MODEL_NAME, "champion").source.split("/")[-1]
+    [folder] = (tracking_server.root / "mlartifacts").glob(f"*/models/{model_id}/artifacts")
 
-    readme = (REPO / "README.md").read_text()
-    for line in ("Input example (5 rows):", "Predictions: [0, 0, 1, 0, 0]"):
-        assert line in result.stdout.splitlines() and f"\n{line}\n" in readme, result.stdout
+    result = infer(fill_in(INFER_FROM_FOLDER, model_folder=str(folder)), tracking_server.url, tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    readme_command = fill_in(INFER_FROM_FOLDER, model_folder=readme_folder)
+    assert_readme_shows(readme_command, result.stdout.replace(str(folder), readme_folder), port_of(tracking_server.url))
 
 
 def test_help_says_where_to_copy_the_path_from(tmp_path):

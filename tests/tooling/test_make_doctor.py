@@ -4,6 +4,7 @@ server refuses, a database made by an older MLflow, an older MLflow's mlruns/, a
 path with a typo, a cp1252 output (Windows), a Python the guide does not support, and a venv that does not match the
 lock. A Codespace's forwarded address is in test_codespace.py, with the server that allows it."""
 
+import os
 import re
 import shutil
 import sqlite3
@@ -13,10 +14,11 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from helpers import REPO, make_in, port_of, run_as_a_group
+from helpers import REPO, assert_one_line_error, make_in, missing_service, port_of, run_as_a_group
 
 from maintainer.checkout import reader_env
 from maintainer.tracking_server import running_tracking_server
+from tutorial import doctor as doctor_module
 from tutorial import server_process
 from tutorial.doctor import migration_revisions
 from tutorial.names import CHAMPION_URI, MODEL_NAME
@@ -276,6 +278,20 @@ def test_a_server_without_the_notebooks_model_is_told_to_run_the_notebook(fresh_
 
     assert_only_problem(result, "registry", f"no {CHAMPION_URI}", "run the notebook first, README step 4")
     assert f"MLFLOW_TRACKING_URI={empty_server.url} python -m tutorial.notebook" in finding(result, "registry")
+
+
+@EMPTY_SERVER
+def test_make_batch_spark_without_the_notebooks_model_stops_before_spark_starts(fresh_checkout, empty_server):
+    """`make batch-spark` checks the registry as the doctor does, before the seconds of a JVM's start."""
+    java = doctor_module.java(dict(os.environ))
+    if not java.ok:
+        missing_service(java.message)
+
+    result = make_in(fresh_checkout, "batch-spark", f"PORT={port_of(empty_server.url)}", timeout=300)
+
+    assert_one_line_error(result, f"no {CHAMPION_URI}", "run the notebook first, README step 4")
+    assert "$ " not in result.stdout  # no step of it ran
+    assert not (fresh_checkout / "flowers.csv").exists()
 
 
 @EMPTY_SERVER
