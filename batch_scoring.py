@@ -51,8 +51,8 @@ def record(dataset, model_uri: str, version: str | None, model_id: str, rows: in
     experiment = mlflow.set_experiment("Batch scoring")
     with mlflow.start_run(experiment_id=experiment.experiment_id, run_name=f"score-{dataset.name}"):
         mlflow.log_input(dataset, context="scoring")
-        mlflow.set_tags({"model_uri": model_uri, "model_version": version or "-", "model_id": model_id})
-        mlflow.set_tag("output", str(Path(output).resolve()))
+        tags = {"model_uri": model_uri, "model_version": version or "-", "model_id": model_id}
+        mlflow.set_tags({**tags, "output": str(Path(output).resolve())})  # one request for the four
         mlflow.log_metric("rows", rows)
 
 
