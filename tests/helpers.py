@@ -212,25 +212,25 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *expected: str) -
         assert text in lines[-1], lines[-1]
 
 
-def readme_output_after(command: str) -> str:
-    """The README's ```text block right after the block that shows `command`: what it says the command prints."""
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    closing = readme.index("```\n", readme.index(f"\n{command}\n")) + len("```\n")
-    assert readme.startswith("\n```text\n", closing), f"the README shows no output under {command!r}"
+def readme_output_after(command: str, page: str = "README.md") -> str:
+    """The ```text block right after the block that shows `command` on a page: what it says the command prints."""
+    text = (REPO / page).read_text(encoding="utf-8")
+    closing = text.index("```\n", text.index(f"\n{command}\n")) + len("```\n")
+    assert text.startswith("\n```text\n", closing), f"{page} shows no output under {command!r}"
     start = closing + len("\n```text\n")
-    return readme[start : readme.index("```", start)]
+    return text[start : text.index("```", start)]
 
 
-def assert_readme_shows(command: str, printed: str, port: int) -> None:
-    """`printed` is the README's block for `command`, line for line: its `...` lines stand for any lines, a `...` in
+def assert_readme_shows(command: str, printed: str, port: int, page: str = "README.md") -> None:
+    """`printed` is the page's block for `command`, line for line: its `...` lines stand for any lines, a `...` in
     a line for any text (a time, a run's name or id), and the reader's port is 5000."""
-    shown = readme_output_after(command)
+    shown = readme_output_after(command, page)
     lines = [
         r"(?:.*\n)*?" if line == "..." else ".*?".join(map(re.escape, line.split("..."))) + r"\n"
         for line in shown.splitlines()
     ]
     printed = printed.replace(f"127.0.0.1:{port}", "127.0.0.1:5000").strip("\n") + "\n"
-    assert re.fullmatch("".join(lines), printed), f"the README shows:\n{shown}\n`{command}` printed:\n{printed}"
+    assert re.fullmatch("".join(lines), printed), f"{page} shows:\n{shown}\n`{command}` printed:\n{printed}"
 
 
 def port_of(url: str) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 NOTEBOOK = Path("ml_project.ipynb")
 EXECUTED = Path("ml_project-run.ipynb")  # in .gitignore: the lesson stays without outputs
@@ -43,6 +43,10 @@ def main() -> None:
     except CellExecutionError as err:
         hint = "" if "make doctor" in err.evalue else f" (the traceback: {EXECUTED}; `make doctor` checks the setup)"
         sys.exit(f"error: {err.ename}: {err.evalue.splitlines()[0] if err.evalue else ''}{hint}")
+    except (CellTimeoutError, DeadKernelError) as err:  # a cell that hangs, or a kernel that died
+        sys.exit(f"error: {type(err).__name__}: {str(err).splitlines()[0]} (`make doctor` checks the setup)")
+    except KeyboardInterrupt:  # Ctrl+C: nbclient has stopped the kernel
+        sys.exit(130)
     finally:
         nbformat.write(notebook, EXECUTED)
 

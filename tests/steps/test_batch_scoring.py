@@ -21,6 +21,7 @@ from helpers import (
     REPO,
     alone_in_a_folder,
     assert_one_line_error,
+    assert_readme_shows,
     make_in,
     missing_service,
     port_of,
@@ -245,7 +246,9 @@ def test_make_batch_spark_scores_the_flowers_on_spark_like_the_champion(
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = pd.read_csv(checkout_with_runs / "flowers.csv")
     assert_champions_predictions(checkout_with_runs / "flowers-predictions-spark", champion, rows)
-    # The Spark page explains every warning the reader sees: it quotes each one's start.
+    # The Spark page shows what the job prints, and explains every warning: it quotes each one's start.
+    printed = result.stdout.split(f"$ {SCORE_ON_SPARK}\n")[1]
+    assert_readme_shows(SCORE_ON_SPARK, printed, port_of(tracking_server.url), page="docs/batch-scoring-on-spark.md")
     page = (REPO / "docs" / "batch-scoring-on-spark.md").read_text()
     bullets = page.split("none needs a fix here:\n\n")[1].split("\n\n")[0]
     explained = [
