@@ -10,10 +10,11 @@ from helpers import port_of
 from maintainer.checkout import reader_env
 from tutorial import server_process
 
-# Two quick tests that each need the session's server, one for each of two workers.
+# Two quick tests that each need the session's server, one for each of two workers (the second runs in its worker's
+# process: no fresh copy, no make).
 NEEDS_THE_SERVER = [
     "tests/steps/test_get_started.py::test_smoke_test_logs_its_param_and_metric",
-    "tests/tooling/test_make_tutorial.py::test_port_in_use_gets_a_clear_error",
+    "tests/steps/test_tracking_server.py::test_a_client_that_loses_the_race_to_create_the_experiment_logs_to_default",
 ]
 
 
