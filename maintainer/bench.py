@@ -34,6 +34,8 @@ import sys
 import tempfile
 import time
 import timeit
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from maintainer import hyperfine
@@ -59,33 +61,33 @@ def server_down_seconds(step: Step) -> float:
     return seconds
 
 
-def server_ready_seconds(folder: Path, as_the_tutorial_starts_it: bool) -> float:
-    """Start `mlflow ui` on a new mlflow.db in `folder`, as it comes or as `make tutorial` does; time /health."""
+@contextmanager
+def started_ui(folder: Path, words: list[str], settings: dict) -> Iterator[tuple[str, float]]:
+    """`mlflow ui` (these words, with these settings) on a new mlflow.db in `folder`, on loopback: its address and
+    its seconds until /health answers. Stopped after."""
     port = server_process.free_port()
-    # The README's `mlflow ui --workers 1` and the runner's settings, or a bare `mlflow ui`.
-    ui = SERVER_WORDS if as_the_tutorial_starts_it else ["mlflow", "ui"]
-    command = [str(VENV_BIN / ui[0]), *ui[1:], "--host", "127.0.0.1", "--port", str(port)]
-    env = {**os.environ, **(WITHOUT_JOB_RUNNER if as_the_tutorial_starts_it else {})}
-    server = server_process.start(command, folder / "server.log", cwd=folder, env=env)
+    command = [str(VENV_BIN / words[0]), *words[1:], "--host", "127.0.0.1", "--port", str(port)]
+    server = server_process.start(command, folder / "server.log", cwd=folder, env={**os.environ, **settings})
     try:
-        return server_process.wait_until_healthy(server, f"http://127.0.0.1:{port}/health", folder / "server.log")
+        url = f"http://127.0.0.1:{port}"
+        yield url, server_process.wait_until_healthy(server, f"{url}/health", folder / "server.log")
     finally:
         server_process.stop(server)
+
+
+def server_ready_seconds(folder: Path, as_the_tutorial_starts_it: bool) -> float:
+    """`mlflow ui` as it comes, or as step 2 and `make tutorial` start it: time /health."""
+    words, settings = (SERVER_WORDS, WITHOUT_JOB_RUNNER) if as_the_tutorial_starts_it else (["mlflow", "ui"], {})
+    with started_ui(folder, words, settings) as (_, seconds):
+        return seconds
 
 
 def first_step_seconds(folder: Path, settings: dict) -> float:
-    """Step 2's `mlflow ui --workers 1` with these settings (the README's, or none), on a new mlflow.db in `folder`;
-    once it is ready, how long step 3, `python get_started.py`, takes: the first request is where the job runner
-    costs."""
-    port = server_process.free_port()
-    command = [str(VENV_BIN / SERVER_WORDS[0]), *SERVER_WORDS[1:], "--port", str(port)]
-    server = server_process.start(command, folder / "server.log", cwd=folder, env={**os.environ, **settings})
-    try:
-        server_process.wait_until_healthy(server, f"http://127.0.0.1:{port}/health", folder / "server.log")
-        env = with_venv_on_path({**os.environ, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"})
+    """Step 2's `mlflow ui --workers 1` with these settings (the README's, or none); once it is ready, how long step 3,
+    `python get_started.py`, takes: the first requests are where the job runner costs."""
+    with started_ui(folder, SERVER_WORDS, settings) as (url, _):
+        env = with_venv_on_path({**os.environ, "MLFLOW_TRACKING_URI": url})
         return hyperfine.seconds(shlex.split(SMOKE_TEST.command), REPO, env)
-    finally:
-        server_process.stop(server)
 
 
 def tutorial_step_seconds(folder: Path) -> dict:
