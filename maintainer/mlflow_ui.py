@@ -64,17 +64,22 @@ def _only_to(allowed_host: str, route) -> None:
         route.abort()
 
 
-def open_model_training(page: Page, base_url: str) -> None:
-    """Open the UI's home page in the "Model training" view, with the notice and the assistant closed."""
+def open_model_training(page: Page, base_url: str) -> list[str]:
+    """Open the UI's home page in the "Model training" view, with the notice and the assistant closed, as the README
+    tells a first visitor to do; return the names of those it closed."""
     page.goto(base_url)
     page.get_by_role("button", name="Model training").click()
-    telemetry_notice_close = page.get_by_role("button", name="Close alert")
-    assistant_panel_close = page.get_by_role("button", name="Close", exact=True)
-    for close_button in (telemetry_notice_close, assistant_panel_close):
+    closed = []
+    for name, close_button in (
+        ("telemetry notice", page.get_by_role("button", name="Close alert")),
+        ("MLflow Assistant", page.get_by_role("button", name="Close", exact=True)),
+    ):
         try:
             close_button.click(timeout=3_000)
+            closed.append(name)
         except PlaywrightTimeoutError:
             pass  # not shown this time (a later MLflow may drop it)
+    return closed
 
 
 def go_to(page: Page, base_url: str, route: str, wait_for_text: str) -> None:

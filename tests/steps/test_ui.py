@@ -9,7 +9,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
-from helpers import copy_the_data, missing_service
+from helpers import REPO, copy_the_data, missing_service
 from playwright.sync_api import expect
 
 from maintainer.tracking_server import TrackingServer, running_tracking_server
@@ -23,8 +23,9 @@ SET_UP_SCREENSHOT = Path(tempfile.gettempdir()) / "test_ui-set-up.png"
 class UI:
     """The test server's UI in one browser tab."""
 
-    def __init__(self, page, base_url: str, mlflow_ui):
+    def __init__(self, page, base_url: str, mlflow_ui, closed_on_first_visit: list[str]):
         self.page, self.base_url, self._mlflow_ui = page, base_url, mlflow_ui
+        self.closed_on_first_visit = closed_on_first_visit
 
     def expand_child_runs(self, parent_run_name: str) -> None:
         self._mlflow_ui.expand_child_runs(self.page, parent_run_name)
@@ -81,15 +82,21 @@ def ui(still_server) -> UI:
             page = stack.enter_context(mlflow_ui.browser_page(still_server.url))
         with set_up(f"the UI's home page in the Model training view (screenshot: {SET_UP_SCREENSHOT})"):
             try:
-                mlflow_ui.open_model_training(page, still_server.url)
+                closed = mlflow_ui.open_model_training(page, still_server.url)
             except Exception:
                 page.screenshot(path=SET_UP_SCREENSHOT)
                 raise
-        yield UI(page, still_server.url, mlflow_ui)
+        yield UI(page, still_server.url, mlflow_ui, closed)
 
 
 def numbers_in(text: str) -> list[float]:
     return [float(number) for number in re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", text)]
+
+
+def test_a_first_visit_shows_the_two_panels_the_readme_says_to_close(ui):
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "close the telemetry notice and the **MLflow Assistant**" in " ".join(readme.split())
+    assert ui.closed_on_first_visit == ["telemetry notice", "MLflow Assistant"]
 
 
 def test_experiments_page_lists_every_experiment_and_its_runs(ui, still_server):
