@@ -25,6 +25,7 @@ import pandas as pd
 import pytest
 
 from maintainer.checkout import reader_env
+from tutorial.names import MODEL_NAME
 from tutorial.venv import VENV_BIN, with_venv_on_path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -231,6 +232,13 @@ def assert_readme_shows(command: str, printed: str, port: int, page: str = "READ
     ]
     printed = printed.replace(f"127.0.0.1:{port}", "127.0.0.1:5000").strip("\n") + "\n"
     assert re.fullmatch("".join(lines), printed), f"{page} shows:\n{shown}\n`{command}` printed:\n{printed}"
+
+
+def champion_folder(tracking_server) -> Path:
+    """The champion's files on the server's disk: mlartifacts/<experiment>/models/<the logged model it came from>."""
+    model_id = tracking_server.client().get_model_version_by_alias(MODEL_NAME, "champion").source.split("/")[-1]
+    [folder] = (tracking_server.root / "mlartifacts").glob(f"*/models/{model_id}/artifacts")
+    return folder
 
 
 def port_of(url: str) -> int:

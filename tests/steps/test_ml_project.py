@@ -12,7 +12,7 @@ import mlflow
 import nbformat
 import pandas as pd
 from expected_state import assert_notebook_results
-from helpers import REPO, STRICT_WARNINGS, notebook_cells
+from helpers import REPO, STRICT_WARNINGS, champion_folder, notebook_cells
 from nbclient import NotebookClient
 
 from tutorial.names import FEATURES, MODEL_NAME
@@ -39,10 +39,7 @@ def test_the_readmes_file_tree_lists_every_file_of_a_logged_model(tracking_serve
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     tree = readme.split("/artifacts/\n", 1)[1].split("```", 1)[0]
     shown = {name for line in tree.splitlines() for name in re.split(r"\s{2,}", line[4:])[0].split(", ")}
-    champion = tracking_server.client().get_model_version_by_alias(MODEL_NAME, "champion")
-    model_id = champion.source.removeprefix("models:/")  # the logged model the version was registered from
-    [folder] = (tracking_server.root / "mlartifacts").glob(f"*/models/{model_id}/artifacts")
-    assert shown == {path.name for path in folder.iterdir()}
+    assert shown == {path.name for path in champion_folder(tracking_server).iterdir()}
 
 
 def test_the_readmes_figures_are_the_winners(tracking_server, notebook_run):

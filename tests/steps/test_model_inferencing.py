@@ -16,6 +16,7 @@ from helpers import (
     alone_in_a_folder,
     assert_one_line_error,
     assert_readme_shows,
+    champion_folder,
     port_of,
     run_command,
 )
@@ -99,8 +100,7 @@ def test_the_readmes_sample_output_is_what_a_notebook_model_prints(tracking_serv
     """Every model the notebook logs predicts the same on its input example, so the README's sample holds for each:
     here the champion's folder, which the README's example path stands for."""
     readme_folder = "mlartifacts/2/models/m-12100ede7512460aa6c7b33af1f72143/artifacts"
-    model_id = tracking_server.client().get_model_version_by_alias(MODEL_NAME, "champion").source.split("/")[-1]
-    [folder] = (tracking_server.root / "mlartifacts").glob(f"*/models/{model_id}/artifacts")
+    folder = champion_folder(tracking_server)
 
     result = infer(fill_in(INFER_FROM_FOLDER, model_folder=str(folder)), tracking_server.url, tmp_path)
 
