@@ -119,7 +119,7 @@ mutations: $(VENV)/.installed-dev #m Break the code on purpose, one edit at a ti
 bench: $(VENV)/.installed-dev #m Measure the tutorial against the original guide (maintainer/docs/speed.md); BENCH_ARGS="--setup --suite" for more
 	$(BIN)/python -m maintainer.bench $(BENCH_ARGS)
 
-bench-serve: $(VENV)/.installed #m Measure the REST server: requests/s and latency for 1-2 workers, 1-4 clients
+bench-serve: $(VENV)/.installed #m Measure the REST server (1-2 workers, 1-4 clients) and a switch of docs/serving.md
 	$(BIN)/python -m maintainer.bench_serving
 
 screenshots: $(VENV)/.installed-dev #m Remake images/ from a live run, in headless Chromium

@@ -13,6 +13,7 @@ import tempfile
 import timeit
 from pathlib import Path
 
+from maintainer import bench_switch
 from maintainer.scoring_load import run_load
 from tutorial import server_process
 from tutorial.names import FEATURES
@@ -133,6 +134,7 @@ def main() -> None:
         print(f"  scikit-learn  {timings['scikit-learn']:6.0f} us")
         ratio = timings["pyfunc"] / timings["scikit-learn"]
         print(f"  pyfunc        {timings['pyfunc']:6.0f} us  ({ratio:.2f}x scikit-learn)")
+    bench_switch.main()
 
 
 if __name__ == "__main__":

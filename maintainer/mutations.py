@@ -273,6 +273,21 @@ MUTATIONS = [
         "tests/tooling/test_make_test.py::test_the_workers_session_server_stops_when_they_end",
     ),
     Mutation(
+        "the scoring service's follower switches nginx to a new version before its gate",
+        "deploy/follower.py",
+        "            served = idle.predict(",
+        "            self.proxy.route_to(idle)\n            served = idle.predict(",
+        "tests/team/test_scoring_follower.py::"
+        "test_a_version_that_cannot_load_or_fails_the_gate_never_takes_traffic_and_is_recorded[fails-the-gate]",
+    ),
+    Mutation(
+        "the follower takes a webhook without a valid signature",
+        "deploy/follower.py",
+        '            return 401, "bad signature"',
+        "            pass",
+        "tests/team/test_scoring_follower.py::test_a_webhook_that_is_unsigned_stale_or_replayed_is_refused_and_changes_nothing",
+    ),
+    Mutation(
         "make bench runs without hyperfine and fails with a traceback",
         "maintainer/hyperfine.py",
         'if shutil.which("hyperfine") is None:',

@@ -21,6 +21,15 @@ SERVER_SETTINGS = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
 }
 
+# Registry webhooks to the scoring service of docs/serving.md, which listens on a private address over plain HTTP; a
+# new webhook in effect within 5 s. The page's server command and the team server's compose file set these, and a
+# key (MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY) of their own.
+WEBHOOK_SETTINGS = {
+    "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+    "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+    "MLFLOW_WEBHOOK_CACHE_TTL": "5",
+}
+
 
 @dataclass
 class TrackingServer:
@@ -44,12 +53,13 @@ def running_tracking_server(
 
 
 def start_tracking_server(
-    root: Path, database_template: Path | None = None, workers: int = 1
+    root: Path, database_template: Path | None = None, workers: int = 1, settings: dict | None = None
 ) -> tuple[TrackingServer, subprocess.Popen]:
     """Start the server and wait until it is healthy; whoever holds the process stops it (server_process.stop).
 
     `database_template`, an empty database that MLflow has already migrated, becomes root/mlflow.db unless there
-    is one: on a new database, the server first runs every one of MLflow's migrations.
+    is one: on a new database, the server first runs every one of MLflow's migrations. `settings` add to
+    SERVER_SETTINGS.
     """
     if database_template is not None and not (root / "mlflow.db").exists():
         shutil.copyfile(database_template, root / "mlflow.db")
@@ -65,7 +75,8 @@ def start_tracking_server(
     ]
     # fmt: on
     log_file = root / "server.log"
-    process = server_process.start(command, log_file, cwd=root, env={**os.environ, **SERVER_SETTINGS})
+    env = {**os.environ, **SERVER_SETTINGS, **(settings or {})}
+    process = server_process.start(command, log_file, cwd=root, env=env)
     try:
         server_process.wait_until_healthy(process, f"http://127.0.0.1:{port}/health", log_file)
     except BaseException:

@@ -7,6 +7,7 @@ README shows a real example of. Each step's own command comes from tutorial/step
 
 import re
 
+from maintainer.tracking_server import WEBHOOK_SETTINGS
 from tutorial import steps
 from tutorial.names import SERVING_PORT
 
@@ -64,7 +65,7 @@ READ_ENV = "set -a; . ./.env; set +a"
 TEAM_SERVER = (
     "mlflow server --backend-store-uri postgresql://mlflow@postgres:5432/mlflow"
     ' --artifacts-destination "s3://$MLFLOW_BUCKET" --serve-artifacts'
-    ' --host 0.0.0.0 --port 5000 --allowed-hosts "$MLFLOW_DOMAIN,localhost:5000,127.0.0.1:5000"'
+    ' --host 0.0.0.0 --port 5000 --allowed-hosts "$MLFLOW_DOMAIN,localhost:5000,127.0.0.1:5000,mlflow:5000"'
     ' --cors-allowed-origins "https://$MLFLOW_DOMAIN" --workers 4 --app-name basic-auth'
 )
 INSTALL_TEAM_SERVER = "pip install -r ../requirements.txt -r requirements-team.txt"
@@ -121,6 +122,37 @@ MAKE_BATCH_SPARK = "make batch-spark"
 BATCH_SCORING_ON_A_CLUSTER = "spark-submit --master spark://<host>:7077 batch_scoring_spark.py <shared-path>"
 SPARK_PAGE = "docs/batch-scoring-on-spark.md"
 
+# The scoring service that follows @champion: docs/serving.md. The tests run these with free ports in place of 5000,
+# 8080, 8081, 8082 and 8090, and with the admin's login on a server that asks for one.
+SERVING_PAGE = "docs/serving.md"
+WEBHOOK_KEY = 'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())" > webhook.key'
+WEBHOOK_SERVER = " ".join(
+    [
+        "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY=$(cat webhook.key)",
+        *(f"{name}={value}" for name, value in WEBHOOK_SETTINGS.items()),
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --workers 2",
+    ]
+)
+WEBHOOK_SECRET = 'export FOLLOWER_WEBHOOK_SECRET=$(python -c "import secrets; print(secrets.token_hex(32))")'
+CREATE_WEBHOOK = (
+    "curl -X POST http://127.0.0.1:5000/api/2.0/mlflow/webhooks -H 'Content-Type: application/json' -d"
+    """ '{"name": "scoring-follower", "url": "http://127.0.0.1:8090/webhook","""
+    """ "secret": "'"$FOLLOWER_WEBHOOK_SECRET"'","""
+    """ "events": [{"entity": "MODEL_VERSION_ALIAS", "action": "CREATED"},"""
+    """ {"entity": "MODEL_VERSION_ALIAS", "action": "DELETED"}]}'"""
+)
+FOLLOW_CHAMPION = "MLFLOW_TRACKING_URI=http://127.0.0.1:5000 python deploy/follower.py"
+SCORE_THROUGH_PROXY = (
+    "curl -i http://127.0.0.1:8080/invocations -H 'Content-Type: application/json'"
+    """ -d '{"dataframe_split": {"columns": ["sepal length (cm)", "sepal width (cm)","""
+    """ "petal length (cm)", "petal width (cm)"], "data": [[5.1, 3.5, 1.4, 0.2]]}}'"""
+)
+MOVE_CHAMPION = (
+    "curl -X POST http://127.0.0.1:5000/api/2.0/mlflow/registered-models/alias -H 'Content-Type: application/json'"
+    """ -d '{"name": "tracking-iris-lr", "alias": "champion", "version": "2"}'"""
+)
+SERVING_COMMANDS = (WEBHOOK_KEY, WEBHOOK_SERVER, WEBHOOK_SECRET, CREATE_WEBHOOK, FOLLOW_CHAMPION, SCORE_THROUGH_PROXY)
+
 TEAM_PAGE = "docs/team-server.md"
 TEAM_COMMANDS = (
     COPY_ENV,
@@ -147,8 +179,12 @@ TEAM_COMMANDS = (
     RESTORE_BUCKET,
     UPGRADE_DATABASE,
 )
-SHOWN_IN = {command: TEAM_PAGE for command in (*TEAM_COMMANDS, EXAMPLE_DOMAIN)} | {
-    PREDICT_INPUTS: "docs/under-the-hood.md",
-    SCORE_ON_SPARK: SPARK_PAGE,
-    BATCH_SCORING_ON_A_CLUSTER: SPARK_PAGE,
-}
+SHOWN_IN = (
+    {command: TEAM_PAGE for command in (*TEAM_COMMANDS, EXAMPLE_DOMAIN)}
+    | {
+        PREDICT_INPUTS: "docs/under-the-hood.md",
+        SCORE_ON_SPARK: SPARK_PAGE,
+        BATCH_SCORING_ON_A_CLUSTER: SPARK_PAGE,
+    }
+    | {command: SERVING_PAGE for command in (*SERVING_COMMANDS, MOVE_CHAMPION)}
+)

@@ -11,12 +11,12 @@ from importlib.metadata import distribution
 
 import team_services
 import yaml
-from guide_commands import TEAM_SERVER
+from guide_commands import SERVING_PAGE, TEAM_SERVER, WEBHOOK_SERVER
 from helpers import REPO, git
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from maintainer.tracking_server import SERVER_SETTINGS
+from maintainer.tracking_server import SERVER_SETTINGS, WEBHOOK_SETTINGS
 
 DEPLOY = REPO / "deploy"
 COMPOSE_TEXT = (DEPLOY / "docker-compose.yml").read_text()
@@ -37,11 +37,12 @@ def flags(command: list[str]) -> dict:
 
 def test_compose_has_the_services_with_healthchecks():
     services = COMPOSE["services"]
-    assert set(services) == {"postgres", "mlflow", "proxy"}
-    for name in ("postgres", "mlflow"):
+    assert set(services) == {"postgres", "mlflow", "proxy", "scoring"}
+    for name in ("postgres", "mlflow", "scoring"):
         assert "healthcheck" in services[name], name
     assert services["mlflow"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
     assert services["proxy"]["depends_on"] == {"mlflow": {"condition": "service_healthy"}}
+    assert services["scoring"]["depends_on"] == {"mlflow": {"condition": "service_healthy"}}
 
 
 def test_only_the_tls_proxy_is_published():
@@ -237,3 +238,34 @@ def test_the_bare_metal_install_resolves_on_every_python_the_guide_supports():
     command += ["--only-binary", ":all:", "--universal", "--python-version", "{}.{}".format(*OLDEST)]
     result = subprocess.run([*command, "--quiet", "-o", os.devnull], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_scoring_service_runs_the_follower_as_the_tests_do():
+    """tests/team/test_scoring_follower.py runs the follower with these flags, on loopback addresses and free ports."""
+    service = COMPOSE["services"]["scoring"]
+    command = [str(word) for word in service["command"]]
+    assert command[:2] == ["python", "follower.py"]
+    assert set(flags(command)) == {"--listen", "--webhook-listen", "--folder"}
+    assert environment_of(service)["MLFLOW_TRACKING_USERNAME"] == "scoring"  # the user who may only read
+    image = (REPO / service["build"]["dockerfile"]).read_text()
+    assert "COPY deploy/follower.py ." in image and "install -y --no-install-recommends nginx" in image
+
+
+def test_the_webhook_key_is_set_wherever_the_serving_page_starts_a_server():
+    """Without one key for every worker, each makes its own and cannot read the webhook's secret (mlflow#19896)."""
+    page_settings = dict(re.findall(r"(MLFLOW_WEBHOOK_\w+)=(\$\([^)]*\)|\S+)", WEBHOOK_SERVER))
+    assert page_settings == {**WEBHOOK_SETTINGS, "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": "$(cat webhook.key)"}
+    compose = {
+        name: value
+        for name, value in environment_of(COMPOSE["services"]["mlflow"]).items()
+        if name.startswith("MLFLOW_WEBHOOK_")
+    }
+    key = "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY"
+    assert page_settings.pop(key) == "$(cat webhook.key)" and compose.pop(key).startswith(f"${{{key}:?")
+    assert page_settings == compose
+    assert "--workers 2" in WEBHOOK_SERVER  # the tests' server: more than one worker
+    # Every command of the page's shell blocks that starts a tracking server.
+    page = re.sub(r"\s*\\\n\s*", " ", (REPO / SERVING_PAGE).read_text())  # a long command, joined again
+    blocks = re.findall(r"```bash\n(.*?)```", page, re.S)
+    starts = [line for block in blocks for line in block.splitlines() if re.search(r"\bmlflow (ui|server)\b", line)]
+    assert starts and all(f"{key}=" in line for line in starts), starts
