@@ -109,9 +109,10 @@ test-latest: #m Run the suite against the newest mlflow and scikit-learn, in .ve
 	cp requirements-dev.in $(LATEST)/requirements-dev.in
 	$(LATEST)/bin/uv pip install --quiet --python $(LATEST)/bin/python --compile-bytecode \
 		-r $(LATEST)/requirements-dev.in -r requirements-spark.in
-	@$(LATEST)/bin/python -c 'import mlflow, sklearn; print(f"Testing mlflow {mlflow.__version__}, scikit-learn {sklearn.__version__}")'
+	$(LATEST)/bin/uv pip freeze --python $(LATEST)/bin/python > $(LATEST)/requirements-installed.txt  # for make doctor
 	touch $(LATEST)/.installed $(LATEST)/.installed-spark $(LATEST)/.installed-dev
-	$(MAKE) test VENV=$(LATEST)
+	@$(MAKE) test VENV=$(LATEST); status=$$?; \
+		$(LATEST)/bin/python -m maintainer.latest_versions $(LATEST)/requirements-installed.txt; exit $$status
 
 mutations: $(VENV)/.installed-dev #m Break the code on purpose, one edit at a time, and check each edit fails its test
 	$(BIN)/python -m maintainer.mutations

@@ -86,6 +86,13 @@ MUTATIONS = [
         "tests/tooling/test_make_doctor.py::test_a_venv_that_does_not_match_the_lock_is_found",
     ),
     Mutation(
+        "`make doctor` judges make test-latest's venv by the lock",
+        "tutorial/doctor.py",
+        'return venv / BUILT_FROM if (venv / BUILT_FROM).is_file() else REPO / "requirements.txt"',
+        'return REPO / "requirements.txt"',
+        "tests/tooling/test_make_doctor.py::test_the_latest_venv_is_judged_by_what_it_was_built_from",
+    ),
+    Mutation(
         "`make tutorial` starts the server without checking mlflow.db's schema",
         "tutorial/run.py",
         "        doctor.database_schema(REPO, VENV_BIN.parent),\n",

@@ -99,6 +99,15 @@ print(json.dumps({"python": sys.version.split()[0], "pinned": pinned, "wrong": w
 """
 
 
+# `make test-latest` writes what it installed beside its venv (the newest releases, not the lock's): that venv is judged
+# by it. Any other venv is judged by the lock.
+BUILT_FROM = "requirements-installed.txt"
+
+
+def built_from(venv: Path) -> Path:
+    return venv / BUILT_FROM if (venv / BUILT_FROM).is_file() else REPO / "requirements.txt"
+
+
 def venv_packages(venv: Path, requirements: Path) -> Finding:
     python = venv_python(venv)
     if not python.exists():
@@ -113,17 +122,16 @@ def venv_packages(venv: Path, requirements: Path) -> Finding:
         report = json.loads(result.stdout)
     except (OSError, ValueError, subprocess.TimeoutExpired):
         return Finding("venv", False, f"{python} does not run: delete {venv.name}/ and run `make setup`")
+    pins = requirements.name if requirements.parent == REPO else f"{venv.name}/{requirements.name}"
     if report["wrong"]:
         more = f" (and {len(report['wrong']) - 1} more)" if len(report["wrong"]) > 1 else ""
-        return Finding(
-            "venv",
-            False,
-            f"{venv.name}/ does not match requirements.txt: {report['wrong'][0]}{more}: run "
-            f"`rm {venv.name}/.installed` and `make setup` (without make: `pip install -r requirements.txt`)",
+        fix = (
+            f"`rm {venv.name}/.installed` and `make setup` (without make: `pip install -r requirements.txt`)"
+            if requirements.parent == REPO
+            else "`make test-latest`, which builds it again"
         )
-    return Finding(
-        "venv", True, f"{venv.name}/ (Python {report['python']}) has the {report['pinned']} pins of requirements.txt"
-    )
+        return Finding("venv", False, f"{venv.name}/ does not match {pins}: {report['wrong'][0]}{more}: run {fix}")
+    return Finding("venv", True, f"{venv.name}/ (Python {report['python']}) has the {report['pinned']} pins of {pins}")
 
 
 def tls_context() -> ssl.SSLContext:
@@ -468,7 +476,7 @@ def run_checks(port: int, venv: Path, env: dict) -> list[Finding]:
     why_not = "no server answered" if not server.ok else "the server refuses this address"
     return [
         python_version(),
-        venv_packages(venv, REPO / "requirements.txt"),
+        venv_packages(venv, built_from(venv)),
         server,
         host,
         same_store(uri, REPO, port) if answers else Finding("store", True, f"not checked: {why_not}"),

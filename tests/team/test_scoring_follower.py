@@ -110,7 +110,6 @@ def registered_with_a_broken_file(client: MlflowClient, root: Path) -> str:
     import mlflow
     from sklearn.dummy import DummyClassifier
 
-    mlflow.set_tracking_uri(client.tracking_uri)
     with mlflow.start_run(experiment_id=client.create_experiment("broken-model")):
         info = mlflow.sklearn.log_model(
             DummyClassifier().fit([[0.0] * 4], [0]),
@@ -146,7 +145,6 @@ def registered_to_fail_the_gate(client: MlflowClient, root: Path) -> str:
 
     code = root / "served_differently.py"
     code.write_text(SERVED_DIFFERENTLY)
-    mlflow.set_tracking_uri(client.tracking_uri)
     with mlflow.start_run(experiment_id=client.create_experiment("fails-the-gate")):
         info = mlflow.pyfunc.log_model(
             name="served_differently", python_model=str(code), input_example=load_iris(as_frame=True).data[:5],
@@ -191,7 +189,10 @@ def service(tracking_server, notebook_run, unlike_the_champion, tmp_path_factory
         secret = page_command(made, root, env, check=True, capture_output=True).stdout.strip()
         assert len(secret) == 64, secret
         client = MlflowClient(tracking_url, tracking_url)
-        with logged_in(ADMIN):
+        # MLflow's fluent API (log_model) finds the server in the environment: set_tracking_uri() would outlast
+        # this module and send the worker's later tests to a server that is gone.
+        with logged_in(ADMIN), pytest.MonkeyPatch.context() as patch:
+            patch.setenv("MLFLOW_TRACKING_URI", tracking_url)
             champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
             unlike = client.create_model_version(
                 MODEL_NAME, unlike_the_champion.artifact_location, model_id=unlike_the_champion.model_id
@@ -362,6 +363,12 @@ def test_a_webhook_that_is_unsigned_stale_or_replayed_is_refused_and_changes_not
         service.webhook_url, data=body, headers=signed_delivery(body, delivery, now, service.secret), timeout=10
     )
     assert replayed.status_code == 409, replayed.text
+    # Another model's alias, signed and fresh: answered, and ignored.
+    other = body.replace(MODEL_NAME.encode(), b"always-virginica")
+    ignored = requests.post(
+        service.webhook_url, data=other, headers=signed_delivery(other, "another", now, service.secret), timeout=10
+    )
+    assert (ignored.status_code, ignored.text) == (200, "not ours: ignored")
     time.sleep(2)  # the accepted one woke the follower, which found the alias where it was: nothing to do
     assert served_version(service) == service.champion
     assert len(deployments(service)) == records

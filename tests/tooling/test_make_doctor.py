@@ -235,15 +235,65 @@ def test_a_python_the_guide_does_not_support_is_named(fresh_checkout, tracking_s
     assert_only_problem(result, "python", f"is Python 3.{minor}.0", "needs Python 3.10 to 3.14", "PYTHON=")
 
 
+def what_this_venv_has() -> str:
+    """`name==version` for every package of the venv running the tests, as `make test-latest` writes it."""
+    freeze = [str(VENV_BIN / "uv"), "pip", "freeze", "--python", str(VENV_BIN / "python")]
+    return subprocess.run(freeze, capture_output=True, text=True, check=True).stdout
+
+
+def link_this_venv(checkout, built_from: str | None = None) -> None:
+    """The copy's .venv: this venv's entries, linked one by one; with `built_from`, what it says it was built from.
+    Without, it is a venv that `make setup` built from the lock, whatever venv the tests run in."""
+    venv = checkout / ".venv"
+    if venv.is_symlink():
+        venv.unlink()
+    else:
+        shutil.rmtree(venv)  # the links only: rmtree does not follow them
+    venv.mkdir()
+    for entry in VENV_BIN.parent.iterdir():
+        if entry.name != doctor_module.BUILT_FROM:
+            (venv / entry.name).symlink_to(entry)
+    if built_from is not None:
+        (venv / doctor_module.BUILT_FROM).write_text(built_from)
+
+
+def with_mlflow(requirements: str, version: str) -> str:
+    return re.sub(r"^mlflow==\S+", f"mlflow=={version}", requirements, count=1, flags=re.MULTILINE)
+
+
 def test_a_venv_that_does_not_match_the_lock_is_found(fresh_checkout, tracking_server, notebook_run):
-    requirements = fresh_checkout / "requirements.txt"
-    installed = next(line for line in requirements.read_text().splitlines() if line.startswith("mlflow=="))
-    requirements.write_text(requirements.read_text().replace(installed, "mlflow==3.99.0"))
+    """A venv built from the lock, and a package moved since: here, a lock of what this venv has, and mlflow moved
+    on. The same test holds in `make test-latest`'s venv, whose packages are newer than the repository's lock."""
+    (fresh_checkout / "requirements.txt").write_text(with_mlflow(what_this_venv_has(), "3.99.0"))
+    link_this_venv(fresh_checkout)
 
     result = doctor(fresh_checkout, port_of(tracking_server.url))
 
-    version = installed.split("==")[1]
-    assert_only_problem(result, "venv", f"mlflow is {version}, not ==3.99.0", "make setup")
+    assert_only_problem(result, "venv", f"mlflow is {mlflow_version()}, not ==3.99.0", "make setup")
+
+
+def test_the_latest_venv_is_judged_by_what_it_was_built_from(fresh_checkout, tracking_server, notebook_run):
+    """`make test-latest`'s venv holds releases newer than the lock (here, a lock that pins an older mlflow): the
+    doctor judges it by the set it installed, which it writes beside it, and finds a package moved since."""
+    installed = what_this_venv_has()
+    (fresh_checkout / "requirements.txt").write_text(with_mlflow(installed, "3.0.0"))
+    link_this_venv(fresh_checkout, built_from=installed)
+
+    result = doctor(fresh_checkout, port_of(tracking_server.url))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "pins of .venv/requirements-installed.txt" in finding(result, "venv")
+
+    link_this_venv(fresh_checkout, built_from=with_mlflow(installed, "3.99.0"))
+    result = doctor(fresh_checkout, port_of(tracking_server.url))
+    expected = f".venv/ does not match .venv/requirements-installed.txt: mlflow is {mlflow_version()}, not ==3.99.0"
+    assert_only_problem(result, "venv", expected, "make test-latest")
+
+
+def mlflow_version() -> str:
+    from importlib.metadata import version
+
+    return version("mlflow")
 
 
 def test_no_venv_at_all_is_found(fresh_checkout, tracking_server, notebook_run):

@@ -62,11 +62,24 @@ def test_the_env_file_vscode_reads_is_ignored_and_the_settings_are_not():
     assert ignored.stdout.split() == [".env"], ignored.stderr
 
 
-def test_the_workflow_passes_actionlint():
-    result = subprocess.run(
-        [VENV_BIN / "actionlint", ".github/workflows/ci.yml"], cwd=REPO, capture_output=True, text=True
-    )
+def test_the_workflows_pass_actionlint():
+    workflows = sorted(str(path.relative_to(REPO)) for path in (REPO / ".github/workflows").glob("*.yml"))
+    assert len(workflows) == 2, workflows
+    result = subprocess.run([VENV_BIN / "actionlint", *workflows], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_newest_releases_are_tested_each_week_as_ci_tests_the_lock():
+    """.ci/run with the target test-latest, in the same image as CI's, on a weekly schedule and by hand."""
+    weekly = yaml.safe_load((REPO / ".github/workflows/test-latest.yml").read_text())
+    triggers = weekly[True]  # YAML 1.1 reads the key `on` as True
+    assert set(triggers) == {"schedule", "workflow_dispatch"}
+    minute, hour, day, month, weekday = triggers["schedule"][0]["cron"].split()
+    assert (day, month) == ("*", "*") and weekday.isdigit(), "once a week"
+    [job] = weekly["jobs"].values()
+    assert job["container"] == WORKFLOW["jobs"]["test"]["container"]
+    assert [step["run"] for step in job["steps"] if "run" in step] == ["bash .ci/run test-latest"]
+    assert '\nmake "${1:-test}"\n' in (REPO / ".ci/run").read_text()  # CI's own run stays `make test`
 
 
 def test_the_workflow_runs_ci_run_and_the_guides_steps_on_macos_and_windows():
