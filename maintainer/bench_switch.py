@@ -1,10 +1,10 @@
 """Measure the scoring service that follows @champion (docs/serving.md): the end of `make bench-serve`.
 
-A tracking server with webhooks on, two versions of tracking-iris-lr (the notebook's best model, and one that calls
-every flower virginica, so that each answer shows its version), and deploy/follower.py. Two clients send one-row
-requests over keep-alive connections, 50 a second each, as the tests do: first steadily, then while the alias moves
-to version 2 and back to 1, by webhook and then by polling. For each move: the seconds from the move to the last
-answer of the old version, and the latency of the answers in between, against the steady state.
+A tracking server with webhooks on, three versions of tracking-iris-lr (the notebook's best model, and two that call
+every flower virginica or versicolor, so that each answer shows its version), and deploy/follower.py. Two clients
+send one-row requests over keep-alive connections, 50 a second each, as the tests do: first steadily, then while the
+alias moves to version 2 and back to 1 by webhook, then to 3 and back by polling. For each move: the seconds from the
+move to the last answer of the old version, and the latency from the move to a second after, against the steady state.
 """
 
 import os
@@ -31,7 +31,7 @@ SECRET = "bench-only-webhook-secret"
 
 
 def register_two_versions(client) -> None:
-    """Version 1, the notebook's best model, is @champion; version 2 calls every flower virginica."""
+    """Version 1, the notebook's best model, is @champion; versions 2 and 3 call every flower virginica, versicolor."""
     import mlflow
     from sklearn.datasets import load_iris
     from sklearn.dummy import DummyClassifier
@@ -41,7 +41,8 @@ def register_two_versions(client) -> None:
     # The integer species make MLflow hint at missing values, which these flowers never have.
     warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer column", UserWarning)
     mlflow.set_tracking_uri(client.tracking_uri)
-    for model in (LogisticRegression(C=1.5, max_iter=1000), DummyClassifier(strategy="constant", constant=2)):
+    constant = [DummyClassifier(strategy="constant", constant=species) for species in (2, 1)]
+    for model in (LogisticRegression(C=1.5, max_iter=1000), *constant):
         with mlflow.start_run():
             mlflow.sklearn.log_model(
                 model.fit(features, species), name="model", input_example=features[:5],
@@ -112,7 +113,7 @@ def main() -> None:
             by_webhook = moves_under_load(client, proxy_url, [("1", "2"), ("2", "1")])
             client.update_webhook(webhook.webhook_id, status="DISABLED")
             time.sleep(int(WEBHOOK_SETTINGS["MLFLOW_WEBHOOK_CACHE_TTL"]) + 1)  # until every worker knows
-            by_polling = moves_under_load(client, proxy_url, [("1", "2"), ("2", "1")])
+            by_polling = moves_under_load(client, proxy_url, [("1", "3"), ("3", "1")])  # 2 is warm: not a start
         finally:
             if follower is not None:
                 server_process.stop(follower)
@@ -126,5 +127,5 @@ def main() -> None:
             # From the move to the last answer of the old version; the latency from the move to a second after it.
             last_old = max(when for when, version, _, _ in answers if version == old and moved < when < next_move)
             during = [ms for when, _, _, ms in answers if moved <= when <= last_old + 1]
-            name = f"{'rollout' if new == '2' else 'rollback to the warm colour'} {old} -> {new}, {how}"
+            name = f"{'rollback to the warm colour' if new == '1' else 'rollout'} {old} -> {new}, {how}"
             print(f"{name:44} {last_old - moved:7.2f} {summary(during, steady_p99)}")

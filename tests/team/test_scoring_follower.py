@@ -260,7 +260,7 @@ def switch_there_and_back(service: Service) -> list[tuple[float, str, str]]:
         records = len(deployments(service))
         moves.append((move_champion(service, new), old, new))
         wait_for_a_new_record(service, records)
-        time.sleep(1)  # answers after the switch, too
+        time.sleep(0.5)  # answers after the switch, too
     return moves
 
 
@@ -369,7 +369,7 @@ def test_a_webhook_that_is_unsigned_stale_or_replayed_is_refused_and_changes_not
         service.webhook_url, data=other, headers=signed_delivery(other, "another", now, service.secret), timeout=10
     )
     assert (ignored.status_code, ignored.text) == (200, "not ours: ignored")
-    time.sleep(2)  # the accepted one woke the follower, which found the alias where it was: nothing to do
+    time.sleep(1)  # the accepted one woke the follower, which found the alias where it was: nothing to do
     assert served_version(service) == service.champion
     assert len(deployments(service)) == records
 
@@ -415,7 +415,7 @@ def test_a_switch_by_polling_under_load_drops_no_request_with_keep_alive_clients
     with logged_in(ADMIN):
         [webhook] = service.admin().list_webhooks()
         service.admin().update_webhook(webhook.webhook_id, status="DISABLED")
-    time.sleep(WEBHOOK_CACHE_SECONDS + 1)  # until every worker of the server has seen that it is disabled
+    time.sleep(WEBHOOK_CACHE_SECONDS + 0.5)  # until every worker of the server has seen that it is disabled
     moves = []
     result = run_load(
         f"{service.proxy_url}/invocations",
