@@ -264,6 +264,23 @@ def switch_there_and_back(service: Service) -> list[tuple[float, str, str]]:
     return moves
 
 
+def there_and_back_under_load(service: Service, keep_alive: bool) -> tuple[LoadResult, list]:
+    """The clients' answers while @champion goes to the unlike version and back; the moves. Keep-alive clients
+    retry once on a connection reset before any answer, as the page tells a team's clients to."""
+    moves = []
+    result = run_load(
+        f"{service.proxy_url}/invocations",
+        SETOSA,
+        CLIENTS,
+        200_000,  # a bound; the clients stop once both switches are done
+        keep_alive=keep_alive,
+        retry_once=keep_alive,
+        rate=RATE,
+        during=lambda: moves.extend(switch_there_and_back(service)),
+    )
+    return result, moves
+
+
 def assert_no_request_failed_and_each_switch_held(
     service: Service, result: LoadResult, moves: list, reaction_bound: float
 ) -> list[float]:
@@ -375,16 +392,7 @@ def test_a_webhook_that_is_unsigned_stale_or_replayed_is_refused_and_changes_not
 
 
 def test_a_switch_by_webhook_under_load_drops_no_request(service):
-    moves = []
-    result = run_load(
-        f"{service.proxy_url}/invocations",
-        SETOSA,
-        CLIENTS,
-        200_000,
-        rate=RATE,
-        keep_alive=False,
-        during=lambda: moves.extend(switch_there_and_back(service)),
-    )
+    result, moves = there_and_back_under_load(service, keep_alive=False)
     # Acted on at once: within a second of the move, the follower was starting the version (or switching to it).
     seconds = assert_no_request_failed_and_each_switch_held(service, result, moves, reaction_bound=1)
     assert [r.data.tags["reason"] for r in deployments(service)[-2:]] == ["webhook", "webhook"]
@@ -416,17 +424,7 @@ def test_a_switch_by_polling_under_load_drops_no_request_with_keep_alive_clients
         [webhook] = service.admin().list_webhooks()
         service.admin().update_webhook(webhook.webhook_id, status="DISABLED")
     time.sleep(WEBHOOK_CACHE_SECONDS + 0.5)  # until every worker of the server has seen that it is disabled
-    moves = []
-    result = run_load(
-        f"{service.proxy_url}/invocations",
-        SETOSA,
-        CLIENTS,
-        200_000,
-        rate=RATE,
-        keep_alive=True,
-        retry_once=True,
-        during=lambda: moves.extend(switch_there_and_back(service)),
-    )
+    result, moves = there_and_back_under_load(service, keep_alive=True)
 
     seconds = assert_no_request_failed_and_each_switch_held(service, result, moves, reaction_bound=POLL_SECONDS + 1)
     assert [r.data.tags["reason"] for r in deployments(service)[-2:]] == ["poll", "poll"]
