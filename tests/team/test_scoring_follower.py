@@ -44,7 +44,7 @@ pytestmark = pytest.mark.xdist_group("scoring-follower")  # one worker: the test
 
 ADMIN = ("admin", "test-only-admin-password")
 FOLLOWER_LOGIN = ("scoring", "test-only-scoring-password")
-POLL_SECONDS = 5  # the follower's default, which the page keeps
+POLL_SECONDS = 2  # --poll-seconds: the page keeps the default, 5; shorter here, for a shorter suite
 WEBHOOK_CACHE_SECONDS = 5  # MLFLOW_WEBHOOK_CACHE_TTL in the page's command
 SETOSA = {"dataframe_split": {"columns": FEATURES, "data": [[5.1, 3.5, 1.4, 0.2]]}}
 # Two clients, each sending 50 requests a second without pause: a busy service that still leaves this machine's two
@@ -201,7 +201,7 @@ def service(tracking_server, notebook_run, unlike_the_champion, tmp_path_factory
             fails_the_gate = registered_to_fail_the_gate(client, root)
         follower_command = FOLLOW_CHAMPION.replace("127.0.0.1:5000", f"127.0.0.1:{port}")
         follower_command += f" --listen 127.0.0.1:{proxy} --ports {blue},{green} --webhook-listen 127.0.0.1:{webhook}"
-        follower_command += f" --folder {root / 'scoring'}"
+        follower_command += f" --folder {root / 'scoring'} --poll-seconds {POLL_SECONDS}"
         follower_env = {
             **env,
             "FOLLOWER_WEBHOOK_SECRET": secret,
