@@ -73,6 +73,7 @@ class Instance:
         self.process, self.version = None, None
 
 
+# tutorial/server_process.py has the same for the tooling; the follower ships alone in its image, without tutorial/.
 def stop_group(process: subprocess.Popen, grace_seconds: float = 30) -> None:
     """SIGTERM a process group (uvicorn and nginx answer the requests in flight first), SIGKILL what is left."""
     try:

@@ -238,6 +238,14 @@ def test_the_testing_page_lists_every_edit_that_make_mutations_makes():
     assert rows == [(m.what, m.caught_by.removeprefix("tests/")) for m in MUTATIONS]
 
 
+def test_no_test_sets_mlflows_tracking_uri_in_its_own_process():
+    """mlflow.set_tracking_uri() outlasts the test that calls it, and sends the worker's later tests to its server:
+    the tests set MLFLOW_TRACKING_URI with monkeypatch. A client process of its own (concurrent_logging.py) may."""
+    for path in sorted((REPO / "tests").rglob("*.py")):
+        if path.name != "concurrent_logging.py":
+            assert not re.search(r"set_tracking_uri\([^)]", path.read_text()), path  # a call, not its name
+
+
 def test_no_file_points_outside_the_repository():
     """A clone has nothing beside it: no file may cite the workplace folder that sits beside this checkout."""
     tracked = git("ls-files").stdout.split()
