@@ -1,8 +1,10 @@
 """Break the code on purpose, one careless edit at a time, and check that the suite notices: `make mutations`.
 
 Each case copies the repository as a fresh clone has it, makes one edit to the code a test guards, and runs
-that test in the copy. The edit must make it fail. A test that still passes is a test that cannot see what it
-names. maintainer/docs/testing.md shows the same list as a table ("Proof by breaking"); a test checks the two agree.
+that test in the copy. The edit must make that test fail (`FAILED <its node id>`): an error in a fixture, a missing
+service or another test's failure is no catch. First, every guarding test must pass on a copy with no edit (the
+control). A test that still passes after its edit is a test that cannot see what it names.
+maintainer/docs/testing.md shows the same list as a table ("Proof by breaking"); a test checks the two agree.
 
 Mutation-testing tools (mutmut, cosmic-ray) change code at random and rerun the tests in-process; the guide's
 steps run as subprocesses against a server, so hand-picked edits, each run against its one test, cost less.
@@ -191,8 +193,22 @@ MUTATIONS = [
     Mutation(
         "`make tutorial` skips the smoke test and still announces it",
         "tutorial/run.py",
-        "                run_step(step, env)\n",
-        "                skip_step(step) if step.number == 3 else run_step(step, env)\n",
+        "            elif step in runs:\n",
+        "            elif step in runs and step.number != 3:\n",
+        "tests/tooling/test_make_tutorial.py::test_tutorial_runs_end_to_end_and_a_second_run_repeats_no_version",
+    ),
+    Mutation(
+        "`make tutorial` leaves the steps beside a failed one running",
+        "tutorial/run.py",
+        "        for run in runs.values():\n            run.stop()\n",
+        "",
+        "tests/tooling/test_make_tutorial.py::test_a_step_that_fails_beside_others_stops_the_tutorial_with_its_own_output",
+    ),
+    Mutation(
+        "`make tutorial` prints the steps that run side by side as their lines come, mixed",
+        "tutorial/step_runs.py",
+        "    self.output.put((stream, chunk))",
+        "    stream.buffer.write(chunk)\n        stream.flush()",
         "tests/tooling/test_make_tutorial.py::test_tutorial_runs_end_to_end_and_a_second_run_repeats_no_version",
     ),
     Mutation(
@@ -314,18 +330,32 @@ def apply(mutation: Mutation, checkout: Path) -> None:
     path.write_text(text.replace(mutation.before, mutation.after))
 
 
-def caught(mutation: Mutation, folder: Path) -> tuple[bool, float]:
-    """Run the guarding test in a mutated fresh copy: (it failed, seconds)."""
+def run_tests(node_ids: list[str], checkout: Path) -> subprocess.CompletedProcess:
+    """The tests in a copy, as CI runs them (a missing service fails, not skips), with a line per failure and error."""
+    command = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", *node_ids]
+    env = reader_env(CI="true", PYTEST_ADDOPTS=None)
+    return subprocess.run(command, cwd=checkout, env=env, capture_output=True, text=True)
+
+
+def check_the_tests_pass_unmutated(cases: list[Mutation], folder: Path) -> None:
+    """The control: every guarding test passes on a copy with no edit, or a failure after an edit proves nothing."""
+    node_ids = sorted({mutation.caught_by for mutation in cases})
+    result = run_tests(node_ids, fresh_copy(folder / "unmutated"))
+    if result.returncode != 0:
+        failing = [line for line in result.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
+        raise SystemExit("error: guarding tests fail with no edit made; fix them first:\n" + "\n".join(failing))
+
+
+def caught(mutation: Mutation, folder: Path) -> tuple[bool, bool, float]:
+    """Run the guarding test in a mutated fresh copy: (it failed, anything failed or errored, seconds)."""
     checkout = fresh_copy(folder / "mlflow-starter")
     apply(mutation, checkout)
-    # Not -x: under xdist, a run stopped at the first failure exits 2 ("interrupted"), not 1.
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", mutation.caught_by]
     started = time.monotonic()
-    result = subprocess.run(
-        command, cwd=checkout, env=reader_env(CI="true", PYTEST_ADDOPTS=None), capture_output=True, text=True
-    )
-    # Exit code 1 is "tests failed"; 2 to 5 (interrupted, usage, no tests collected) would not prove anything.
-    return result.returncode == 1, time.monotonic() - started
+    result = run_tests([mutation.caught_by], checkout)
+    # Only the named test's own failure is a catch: not an error in a fixture (a server that did not start, a
+    # missing service), not "interrupted" or "no tests collected".
+    failed = any(line.startswith(f"FAILED {mutation.caught_by}") for line in result.stdout.splitlines())
+    return failed, result.returncode != 0, time.monotonic() - started
 
 
 def main() -> None:
@@ -333,14 +363,21 @@ def main() -> None:
     parser.add_argument("--only", help="run the cases whose description contains this text")
     args = parser.parse_args()
     cases = [m for m in MUTATIONS if not args.only or args.only in m.what]
-    survivors = []
+    with tempfile.TemporaryDirectory() as folder:
+        check_the_tests_pass_unmutated(cases, Path(folder))
+    survivors, any_failure = [], 0
     print("| The careless edit | The test that must fail | Failed |\n|---|---|---|", flush=True)
     for mutation in cases:
         with tempfile.TemporaryDirectory() as folder:
-            was_caught, seconds = caught(mutation, Path(folder))
+            was_caught, something_failed, seconds = caught(mutation, Path(folder))
         print(f"| {mutation.what} | `{mutation.caught_by}` | {'yes' if was_caught else 'NO'} ({seconds:.0f} s) |")
+        any_failure += something_failed
         if not was_caught:
             survivors.append(mutation.what)
+    print(
+        f"\n{len(cases) - len(survivors)} of {len(cases)} edits failed their named test "
+        f"({any_failure} of {len(cases)} if any failure or error counted, as before the named-test rule)"
+    )
     if survivors:
         raise SystemExit(f"error: {len(survivors)} edit(s) passed their test: {'; '.join(survivors)}")
 

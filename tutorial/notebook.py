@@ -3,8 +3,12 @@
 It prints what each cell prints, as each cell ends, and saves the notebook with its outputs as
 ml_project-run.ipynb (VS Code opens it). A cell that fails stops the run with one line: its error, which for a
 server that does not answer is the notebook's own pointer to `make doctor`.
+
+`make tutorial` starts it with --imports-first while the tracking server starts: the kernel starts and the imports
+run meanwhile, and the cells that use the server wait until the tutorial ends the notebook's stdin.
 """
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -16,7 +20,7 @@ NOTEBOOK = Path("ml_project.ipynb")
 EXECUTED = Path("ml_project-run.ipynb")  # in .gitignore: the lesson stays without outputs
 
 
-def print_outputs(cell, **_) -> None:
+def print_outputs(cell) -> None:
     """What the cell printed, and the value it ended with (a figure shows in EXECUTED only)."""
     for output in cell.get("outputs", []):
         if output.output_type == "stream":
@@ -26,9 +30,23 @@ def print_outputs(cell, **_) -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--imports-first",
+        action="store_true",
+        help="run the imports cell, then wait for the end of stdin (make tutorial: once the steps before have passed)",
+    )
+    args = parser.parse_args()
     if not NOTEBOOK.is_file():
         sys.exit(f"error: there is no {NOTEBOOK} in {Path.cwd()}: run this in the repository's folder")
     notebook = nbformat.read(NOTEBOOK, as_version=4)
+    imports = next(index for index, cell in enumerate(notebook.cells) if cell.cell_type == "code")
+
+    def after_each_cell(cell, cell_index, **_) -> None:
+        print_outputs(cell)
+        if args.imports_first and cell_index == imports:  # the first code cell imports, and uses no server
+            sys.stdin.read()
+
     # The kernel's warning that it runs "over TCP without encryption" is about its ports on 127.0.0.1, which other
     # users of this machine could reach; a laptop's reader is the only one. Its errors still show.
     client = NotebookClient(
@@ -36,7 +54,7 @@ def main() -> None:
         timeout=600,
         kernel_name="python3",
         extra_arguments=["--IPKernelApp.log_level=ERROR"],
-        on_cell_executed=print_outputs,
+        on_cell_executed=after_each_cell,
     )
     try:
         client.execute()

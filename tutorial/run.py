@@ -1,8 +1,10 @@
-"""Run every step of the guide in order against a local tracking server: what `make tutorial` does.
+"""Run every step of the guide against a local tracking server: what `make tutorial` does.
 
 It follows the guide's list of steps (tutorial/steps.py): it starts `mlflow ui` in the repository
 folder (runs in ./mlflow.db, files in ./mlartifacts), runs each step that has a command, names the
 ones you do by hand, then keeps the server running for you to explore the UI, until Ctrl+C.
+Steps that need the same step run side by side, on a computer's several cores (tutorial/step_runs.py);
+the tutorial prints each one whole, under its label, in the guide's order.
 With --no-keep-server it stops the server and exits after the last step.
 """
 
@@ -11,20 +13,24 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
+import threading
 import time
+from collections import defaultdict
 from pathlib import Path
 
 from tutorial import doctor, server_process
 from tutorial.names import BATCH_EXPERIMENT, CHAMPION_URI, IRIS_EXPERIMENT, SMOKE_TEST_EXPERIMENT, TRACKING_PORT
+from tutorial.step_runs import StepFailed, StepRun, print_step
 from tutorial.steps import (
     INFERENCE_FROM_FILES,
+    ML_PROJECT,
     MODEL_REGISTRY,
     SERVING,
     SMOKE_TEST,
     STEPS,
     TRACKING_SERVER,
     Step,
-    fill_in,
     settings_and_words,
 )
 from tutorial.venv import VENV_BIN, with_venv_on_path
@@ -33,6 +39,11 @@ REPO = Path(__file__).resolve().parent.parent
 SERVER_LOG = REPO / "mlflow-ui.log"
 # The README's command: its settings (MLflow's job runner off) and its words.
 WITHOUT_JOB_RUNNER, SERVER_WORDS = settings_and_words(TRACKING_SERVER.command)
+
+
+# The notebook's runner starts with the server: its kernel starts and its imports run while the server starts, and
+# it waits for the steps it needs before the first cell that uses the server (tutorial/notebook.py).
+STARTS_EARLY = {ML_PROJECT: "--imports-first"}
 
 
 def codespace_security_flags(port: int, env: dict) -> list[str]:
@@ -67,33 +78,35 @@ def start_tracking_server(port: int) -> subprocess.Popen:
     ]
     settings = " ".join(f"{name}={value}" for name, value in WITHOUT_JOB_RUNNER.items())
     print(f"{TRACKING_SERVER.label()}\n      $ {settings} {shlex.join(command)}  (log: {SERVER_LOG.name})", flush=True)
-    server = server_process.start(command, SERVER_LOG, cwd=REPO, env={**os.environ, **WITHOUT_JOB_RUNNER})
-    # A worker can outlive its parent, so whatever stops the start, the whole group is stopped.
+    return server_process.start(command, SERVER_LOG, cwd=REPO, env={**os.environ, **WITHOUT_JOB_RUNNER})
+
+
+def wait_until_ready(server: subprocess.Popen, port: int) -> None:
     try:
         seconds = server_process.wait_until_healthy(server, f"http://127.0.0.1:{port}/health", SERVER_LOG)
     except server_process.ServerFailedToStart as err:
-        server_process.stop(server)
         doctor.exit_with_error(f"{err} (`make doctor` looks for the cause)")
-    except KeyboardInterrupt:  # Ctrl+C while waiting
-        server_process.stop(server)
-        raise
     print(f"      ready in {seconds:.1f} s", flush=True)
-    return server
 
 
-def run_step(step: Step, env: dict, **placeholders: str) -> None:
-    """Run one step exactly as the README shows it, its <placeholders> filled in, in the repository folder, with
-    `env` (where MLFLOW_TRACKING_URI names the server); stop if it fails. `make screenshots` runs the steps so too."""
-    print(f"\n{step.label()}", flush=True)
-    started = time.monotonic()
-    for command in [step.before, fill_in(step.command, **placeholders)]:
-        if command is None:
-            continue
-        print(f"      $ {command}", flush=True)
-        result = subprocess.run(shlex.split(command), cwd=REPO, env=env)
-        if result.returncode != 0:
-            raise SystemExit(f"error: step {step.number} failed with exit code {result.returncode} (see above)")
-    print(f"      done in {time.monotonic() - started:.1f} s", flush=True)
+def run_step(step: Step, env: dict) -> None:
+    """Run one step exactly as the README shows it, in the repository folder, with `env` (where
+    MLFLOW_TRACKING_URI names the server), printed as the tutorial prints it; stop if it fails.
+    `make screenshots` runs steps so."""
+    run = StepRun(step, env, REPO, passed=defaultdict(passed_already))
+    run.start()
+    try:
+        print_step(run)
+    except StepFailed as failed:
+        raise SystemExit(f"error: {failed}") from None
+    finally:
+        run.stop()
+
+
+def passed_already() -> threading.Event:
+    event = threading.Event()
+    event.set()
+    return event
 
 
 def skip_step(step: Step) -> None:
@@ -154,26 +167,44 @@ def main() -> None:
     os.environ["PATH"] = env["PATH"]  # so the server itself starts from the venv too
 
     started = time.monotonic()
-    server = None
+    server, failed = None, None
+    # Each step starts as soon as the steps it needs have passed (the server's start first of all); the loop below
+    # prints them in the guide's order.
+    passed = {step: threading.Event() for step in STEPS}
+    placeholders = {INFERENCE_FROM_FILES: lambda: {"model_folder": newest_model_folder()}}
+    runs = {
+        step: StepRun(step, env, REPO, passed, placeholders.get(step, dict), STARTS_EARLY.get(step))
+        for step in STEPS
+        if step is not TRACKING_SERVER and not step.not_run_because
+    }
     try:
         for step in STEPS:
             if step is TRACKING_SERVER:
                 server = start_tracking_server(args.port)
-            elif step.not_run_because:
-                skip_step(step)
-            elif step is INFERENCE_FROM_FILES:
-                run_step(step, env, model_folder=newest_model_folder())
+                for run in runs.values():
+                    run.start()
+                wait_until_ready(server, args.port)
+                passed[TRACKING_SERVER].set()
+            elif step in runs:
+                print_step(runs[step])
             else:
-                run_step(step, env)
+                skip_step(step)
         print(f"\nAll steps passed in {time.monotonic() - started:.1f} s.")
         print_next_steps(ui_url, args.keep_server)
         if args.keep_server:
             server.wait()
+    except StepFailed as failure:
+        failed = failure
     except KeyboardInterrupt:
         print("\nStopping the server...", flush=True)
     finally:
+        for run in runs.values():
+            run.stop()
         if server is not None:
             server_process.stop(server)
+    if failed:  # the last line, as when a step fails on its own
+        print(f"error: {failed}", file=sys.stderr)
+        sys.exit(failed.status)
     print("The server is stopped. Your runs stay in mlflow.db and mlartifacts/ for the next `make tutorial`.")
 
 

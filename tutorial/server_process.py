@@ -70,15 +70,15 @@ def stop(process: subprocess.Popen, grace_seconds: float = 15) -> None:
 
 def stop_group(pgid: int, grace_seconds: float = 15, reap=lambda: None) -> None:
     """stop() for a group this process did not start, such as the tests' shared server, by its group id."""
-    _signal_group(pgid, signal.SIGTERM)
+    signal_group(pgid, signal.SIGTERM)
     deadline = time.monotonic() + grace_seconds
     while group_is_alive(pgid) and time.monotonic() < deadline:
         reap()
         time.sleep(0.2)
-    _signal_group(pgid, signal.SIGKILL)
+    signal_group(pgid, signal.SIGKILL)
 
 
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
+def signal_group(pgid: int, sig: signal.Signals) -> None:
     try:
         os.killpg(pgid, sig)
     except ProcessLookupError:

@@ -18,6 +18,9 @@ class Step:
     # None if `make tutorial` runs the step; otherwise what the tutorial tells the reader about it
     not_run_because: str | None = None
     before: str | None = None  # a command the README shows first, which makes what the step's command needs
+    # The steps whose results the command uses: `make tutorial` starts it once they have passed, beside any other
+    # step that is ready too. `before` needs nothing.
+    needs: tuple["Step", ...] = ()
 
     @property
     def number(self) -> int:
@@ -53,20 +56,29 @@ ENVIRONMENT = Step(
 # MLflow's job runner serves its GenAI features (scorers, judges), which no step of the guide uses. Off, the server
 # starts fewer processes and answers the first step sooner (maintainer/docs/speed.md).
 TRACKING_SERVER = Step("Start the tracking server", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --workers 1")
-SMOKE_TEST = Step("Smoke test: log one param and one metric", "python get_started.py")
-ML_PROJECT = Step("An ML project: train, log and register iris models", "python -m tutorial.notebook")
+SMOKE_TEST = Step("Smoke test: log one param and one metric", "python get_started.py", needs=(TRACKING_SERVER,))
+# After the smoke test too, so that the experiments get the ids the README shows.
+ML_PROJECT = Step(
+    "An ML project: train, log and register iris models",
+    "python -m tutorial.notebook",
+    needs=(TRACKING_SERVER, SMOKE_TEST),
+)
 COMPARE_RUNS = Step(
     "Compare the runs", None, not_run_because="done in the UI; the notebook printed the same table with search_runs"
 )
-INFERENCE_FROM_FILES = Step("Inference from the model's files", "python model_inferencing.py <model-folder>")
+INFERENCE_FROM_FILES = Step(
+    "Inference from the model's files", "python model_inferencing.py <model-folder>", needs=(ML_PROJECT,)
+)
 MODEL_REGISTRY = Step(
     "The Model Registry: versions, tags and the `champion` alias",
     "python model_inferencing.py models:/tracking-iris-lr@champion",
+    needs=(ML_PROJECT,),
 )
 SERVING = Step(
     "Serve the model over REST",
     "mlflow models serve -m models:/tracking-iris-lr@champion -p 5001 --env-manager local",
     not_run_because="it runs until you stop it: `make serve` in another terminal, once the tutorial is done",
+    needs=(ML_PROJECT,),
 )
 BATCH_SCORING = Step(
     "Score a dataset in batch",
@@ -75,6 +87,7 @@ BATCH_SCORING = Step(
         """python -c "from sklearn.datasets import load_iris; """
         """load_iris(as_frame=True).data.to_csv('flowers.csv', index=False)\""""
     ),
+    needs=(ML_PROJECT,),
 )
 
 # Step 9's job on Spark (`make batch-spark` runs it; docs/batch-scoring-on-spark.md shows it).

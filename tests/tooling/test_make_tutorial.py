@@ -33,6 +33,17 @@ def test_tutorial_runs_end_to_end_and_a_second_run_repeats_no_version(fresh_chec
     # Every step of the guide, announced with its README number, in order.
     labels = [line for line in result.stdout.splitlines() if re.match(r"\[\d+/\d+\] ", line)]
     assert [label.split(" (not run here")[0] for label in labels] == [step.label() for step in STEPS]
+    # Each step that ran is printed whole under its label, steps run side by side included: its own commands, then
+    # what they printed, then its time, and nothing of another step's.
+    blocks = re.split(r"^(\[\d+/\d+\] .*)$", result.stdout, flags=re.MULTILINE)
+    for step in STEPS[2:]:
+        if step.not_run_because:
+            continue
+        block = blocks[blocks.index(step.label()) + 1].strip("\n").split("\n\nAll steps passed")[0].splitlines()
+        shown = [line.removeprefix("      $ ") for line in block if line.startswith("      $ ")]
+        commands = [command.split(" <")[0] for command in (step.before, step.command) if command]
+        assert len(shown) == len(commands) and all(map(str.startswith, shown, commands)), (step.label(), shown)
+        assert block[0].startswith("      $ ") and re.fullmatch(r"      done in [\d.]+ s", block[-1]), block
     assert f"The MLflow UI is at http://127.0.0.1:{port}" in result.stdout
     assert not server_process.port_is_taken(port), "KEEP_SERVER=0 left the server running"
     # The README shows what the steps print, on a new server: the first-time line (on stderr) then the step's own.
@@ -119,3 +130,61 @@ def test_make_tutorial_beside_an_older_mlflows_mlruns_says_how_to_migrate_and_ch
     assert "mlflow migrate-filestore --source . --target sqlite:///mlflow.db" in error
     assert tree_fingerprint(fresh_checkout / "mlruns") == before
     assert not (fresh_checkout / "mlflow.db").exists() and not (fresh_checkout / "mlartifacts").exists()
+
+
+# Stand-ins for the lessons, for the runner's own behaviour: step 7 fails while steps 6 and 9 run beside it.
+NOTEBOOK_THAT_LOGS_A_MODEL_FOLDER = [
+    "import pathlib",  # the imports cell
+    "folder = pathlib.Path('mlartifacts/1/models/m-0/artifacts')\nfolder.mkdir(parents=True)\n"
+    "(folder / 'MLmodel').touch()\nprint('the notebook speaks')",
+]
+INFERENCE_THAT_FAILS_BY_ALIAS = """
+import pathlib, sys, time
+if sys.argv[1].endswith("@champion"):
+    for _ in range(300):  # fail once step 9 runs beside this step
+        if pathlib.Path("batch.pid").exists():
+            break
+        time.sleep(0.1)
+    print("step 7 speaks", flush=True)
+    print("step 7 fails", file=sys.stderr)
+    sys.exit(3)
+time.sleep(1)
+print("step 6 speaks from", sys.argv[1])
+"""
+BATCH_SCORING_THAT_RUNS_ON = (
+    "import os, pathlib, time\npathlib.Path('batch.pid').write_text(str(os.getpid()))\ntime.sleep(300)"
+)
+
+
+def test_a_step_that_fails_beside_others_stops_the_tutorial_with_its_own_output(fresh_checkout):
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(code) for code in NOTEBOOK_THAT_LOGS_A_MODEL_FOLDER]
+    )
+    nbformat.write(notebook, fresh_checkout / "ml_project.ipynb")
+    (fresh_checkout / "get_started.py").write_text("print('the smoke test speaks')")
+    (fresh_checkout / "model_inferencing.py").write_text(INFERENCE_THAT_FAILS_BY_ALIAS)
+    (fresh_checkout / "batch_scoring.py").write_text(BATCH_SCORING_THAT_RUNS_ON)
+    port = server_process.free_port()
+
+    result = make_tutorial(fresh_checkout, port)
+
+    # The step's own exit code, its error last, and the port free again.
+    assert result.stderr.splitlines()[-2:] == [
+        "error: step 7 failed with exit code 3 (see above)",
+        "make: *** [Makefile:66: tutorial] Error 3",
+    ], result.stderr
+    assert not server_process.port_is_taken(port)
+    # Step 9 was running beside it, and is stopped: no step left behind.
+    batch_pid = int((fresh_checkout / "batch.pid").read_text())
+    left_running = server_process.group_is_alive(batch_pid)
+    server_process.stop_group(batch_pid, grace_seconds=1)  # what the tutorial left, if anything
+    assert not left_running
+    # The guide's order up to the failing step, each step whole, then that step's own output, and nothing after.
+    after_6 = result.stdout.split(f"{STEPS[5].label()}\n")[1]
+    assert re.match(r"      \$ python model_inferencing.py mlartifacts/1/models/m-0/artifacts\n", after_6)
+    assert "step 6 speaks from mlartifacts/1/models/m-0/artifacts\n      done in" in after_6
+    after_7 = after_6.split(f"{STEPS[6].label()}\n")[1]
+    assert after_7 == f"      $ {STEPS[6].command}\nstep 7 speaks\n", after_7
+    assert "step 7 fails\n" in result.stderr and "[8/" not in result.stdout and "All steps passed" not in result.stdout

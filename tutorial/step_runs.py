@@ -1,0 +1,143 @@
+"""Run the guide's steps side by side, and print them as one story, in the guide's order.
+
+Each step runs in a thread of its own: its command once the steps it needs have passed (the command it shows
+first, `before`, at once), each process in a process group of its own, its output kept as it came. The tutorial
+prints the first step not yet printed as it runs, and each later one, whole, when its turn comes.
+"""
+
+import queue
+import selectors
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tutorial import server_process
+from tutorial.steps import Step, fill_in
+
+INDENT = "      "  # under the step's label
+
+
+class StepFailed(Exception):
+    def __init__(self, step: Step, exit_code: int):
+        super().__init__(f"step {step.number} failed with exit code {exit_code} (see above)")
+        self.exit_code = exit_code
+        self.status = exit_code if exit_code > 0 else 1  # the tutorial's own exit status (a signal's is negative)
+
+
+class StepRun(threading.Thread):
+    """One step of the guide: its commands as the README shows them, run in `cwd` with `env`."""
+
+    def __init__(
+        self,
+        step: Step,
+        env: dict,
+        cwd: Path,
+        passed: dict,
+        placeholders: Callable[[], dict] = dict,
+        early_flag: str | None = None,
+    ):
+        super().__init__(name=f"step {step.number}", daemon=True)
+        # passed: an Event per step, set once it has passed; this step sets its own, and waits for its needs'.
+        self.step, self.env, self.cwd, self.passed, self.placeholders = step, env, cwd, passed, placeholders
+        # A command that can start before its needs have passed, told so by `early_flag`, starts at once and is told
+        # when they have by the end of its stdin; any other starts when they have.
+        self.commands = [(step.before, (), False), (step.command, step.needs, False)]
+        if early_flag:
+            self.commands[1] = (f"{step.command} {early_flag}", step.needs, True)
+        self.output = queue.Queue()  # (stream, bytes) as they came, then None at the end
+        self.exit_code = None  # 0 once every command passed; None if it was stopped before it ended
+        self.seconds = 0.0  # the step's own time: its commands', not the wait before them
+        self.stopping, self.process, self.lock = threading.Event(), None, threading.Lock()
+
+    def run(self) -> None:
+        try:
+            for command, needs, early in self.commands:
+                if command is None:
+                    continue
+                if not early and not self.wait_for(needs):
+                    return
+                self.exit_code = self.run_command(fill_in(command, **self.placeholders()), needs if early else ())
+                if self.exit_code != 0:
+                    return
+            self.passed[self.step].set()
+        except SystemExit as err:  # a placeholder that cannot be filled in says why, in one line
+            self.keep(sys.stderr, f"{err}\n".encode())
+            self.exit_code = 1
+        finally:
+            self.output.put(None)
+
+    def wait_for(self, needs) -> bool:
+        """Wait until the steps in `needs` have passed: False if the step is stopped first."""
+        while not all(self.passed[need].wait(0.2) for need in needs):
+            if self.stopping.is_set():
+                return False
+        return True
+
+    def run_command(self, command: str, tell_when_passed=()) -> int | None:
+        """Run `command`, keep its output; its stdin ends once the steps in `tell_when_passed` have passed."""
+        self.keep(sys.stdout, f"{INDENT}$ {command}\n".encode())
+        started = time.monotonic()
+        with self.lock:
+            if self.stopping.is_set():
+                return None
+            # A group of its own, so that a stop reaches whatever the command starts (the notebook's kernel too).
+            self.process = subprocess.Popen(
+                shlex.split(command),
+                cwd=self.cwd,
+                env=self.env,
+                stdin=subprocess.PIPE if tell_when_passed else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.process.stdout, selectors.EVENT_READ, sys.stdout)
+            selector.register(self.process.stderr, selectors.EVENT_READ, sys.stderr)
+            while selector.get_map():
+                for key, _ in selector.select(timeout=0.1):
+                    chunk = key.fileobj.read1(65536)
+                    if chunk:
+                        self.keep(key.data, chunk)
+                    else:
+                        selector.unregister(key.fileobj)
+                if tell_when_passed and all(self.passed[need].is_set() for need in tell_when_passed):
+                    self.process.stdin.close()
+                    tell_when_passed = ()
+        exit_code = self.process.wait()
+        self.seconds += time.monotonic() - started
+        return None if self.stopping.is_set() else exit_code
+
+    def keep(self, stream, chunk: bytes) -> None:
+        self.output.put((stream, chunk))
+
+    def stop(self) -> None:
+        """Stop the step as Ctrl+C would (SIGINT to its group), then for sure; it starts nothing after this."""
+        with self.lock:
+            self.stopping.set()
+        if self.process is not None and self.process.poll() is None:
+            server_process.signal_group(self.process.pid, signal.SIGINT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+            server_process.stop_group(self.process.pid, grace_seconds=5, reap=self.process.poll)
+        if self.ident is not None:  # started
+            self.join()
+
+
+def print_step(run: StepRun) -> None:
+    """Print a step under its label: its output as it comes, until it ends; raise StepFailed if it failed."""
+    print(f"\n{run.step.label()}", flush=True)
+    while (item := run.output.get()) is not None:
+        stream, chunk = item
+        stream.buffer.write(chunk)
+        stream.flush()
+    run.join()
+    if run.exit_code != 0:
+        raise StepFailed(run.step, run.exit_code)
+    print(f"{INDENT}done in {run.seconds:.1f} s", flush=True)
