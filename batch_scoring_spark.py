@@ -57,7 +57,7 @@ if __name__ == "__main__":
     parser.add_argument("--model", default="models:/tracking-iris-lr@champion", help="default: %(default)s")
     args = parser.parse_args()
     mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"))
-    output = f"{args.input.removesuffix('/').rsplit('.', 1)[0]}-predictions-spark"
+    output = f"{os.path.splitext(args.input.rstrip('/'))[0]}-predictions-spark"  # beside the input
     try:
         spark = SparkSession.builder.appName("batch-scoring").getOrCreate()
         rows = score_on_spark(spark, args.model, args.input, output)

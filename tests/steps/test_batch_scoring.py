@@ -12,6 +12,7 @@ import re
 import shlex
 import shutil
 import socket
+import sys
 import time
 import urllib.request
 
@@ -21,6 +22,7 @@ import pytest
 from guide_commands import BATCH_SCORING_ON_A_CLUSTER, SCORE_ON_SPARK
 from helpers import (
     REPO,
+    SECONDS_NOT_MINUTES,
     alone_in_a_folder,
     assert_one_line_error,
     assert_readme_shows,
@@ -93,8 +95,16 @@ def assert_champions_predictions(output, champion, input_rows: pd.DataFrame) -> 
     assert set(expected) == {0, 1, 2}  # all three species: a constant answer would not pass
 
 
+def batch_run_ids(client) -> set[str]:
+    """The runs of "Batch scoring" so far: a test's own run is the one that is new after it scores."""
+    experiment = client.get_experiment_by_name("Batch scoring")
+    return {run.info.run_id for run in client.search_runs([experiment.experiment_id])} if experiment else set()
+
+
 @ONE_WRITER
 def test_scoring_the_flowers_records_which_model_scored_them(tracking_server, champion, flowers):
+    runs_before = batch_run_ids(tracking_server.client())
+
     result = score(tracking_server, flowers, BATCH_SCORING.command)
 
     assert result.returncode == 0, result.stderr
@@ -105,7 +115,11 @@ def test_scoring_the_flowers_records_which_model_scored_them(tracking_server, ch
     # The README's search finds the run, and the run names the data, the model and the output.
     client = tracking_server.client()
     experiment = client.get_experiment_by_name("Batch scoring")
-    [run] = client.search_runs([experiment.experiment_id], filter_string="dataset.name = 'flowers.csv'")
+    [run] = [
+        run
+        for run in client.search_runs([experiment.experiment_id], filter_string="dataset.name = 'flowers.csv'")
+        if run.info.run_id not in runs_before
+    ]
     champion_version = client.get_model_version_by_alias(MODEL_NAME, "champion")
     assert run.info.run_name == "score-flowers.csv" and run.info.status == "FINISHED"
     assert run.data.tags["model_version"] == champion_version.version
@@ -125,6 +139,8 @@ def test_another_version_scores_when_asked_and_is_recorded(tracking_server, cham
     version_2 = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/2")
     rows = pd.read_csv(flowers / "flowers.csv")
     assert version_2.predict(rows).tolist() != champion.predict(rows).tolist()  # one flower tells them apart
+    client = tracking_server.client()
+    runs_before = batch_run_ids(client)
 
     result = score(tracking_server, flowers, f"{BATCH_SCORING.command} --model models:/{MODEL_NAME}/2")
 
@@ -132,11 +148,10 @@ def test_another_version_scores_when_asked_and_is_recorded(tracking_server, cham
     assert_champions_predictions(
         flowers / "flowers-predictions.parquet", version_2, pd.read_csv(flowers / "flowers.csv")
     )
-    run = tracking_server.client().search_runs(
-        [tracking_server.client().get_experiment_by_name("Batch scoring").experiment_id],
-        filter_string="tags.model_version = '2'",
-    )
-    assert run and run[0].data.tags["model_uri"] == f"models:/{MODEL_NAME}/2"
+    [new_run] = batch_run_ids(client) - runs_before
+    run = client.get_run(new_run)
+    assert run.data.tags["model_version"] == "2" and run.data.tags["model_uri"] == f"models:/{MODEL_NAME}/2"
+    assert f"models:/{run.data.tags['model_id']}" == client.get_model_version(MODEL_NAME, "2").source
 
 
 @ONE_WRITER
@@ -210,6 +225,7 @@ def test_bad_input_gets_one_line_and_leaves_no_output(
         "unknown-model": ["flowers.csv", "--model", "models:/no-such-model@champion"],
         "missing-file": ["no-such-file.csv"],
     }.get(problem, shlex.split(BATCH_SCORING.command)[2:])
+    runs_before = batch_run_ids(tracking_server.client())
 
     result = run_in_this_process(flowers / "batch_scoring.py", arguments, tracking_server.url, monkeypatch, capfd)
 
@@ -224,6 +240,45 @@ def test_bad_input_gets_one_line_and_leaves_no_output(
         "batch_scoring_spark.py",
         "flowers.csv",
     ]
+    # Nothing recorded either, not even a FAILED run (another worker's Spark job may log a finished one meanwhile).
+    client = tracking_server.client()
+    new_runs = [client.get_run(run_id) for run_id in batch_run_ids(client) - runs_before]
+    assert [run.info.run_name for run in new_runs if run.info.status != "FINISHED"] == []
+
+
+@ONE_WRITER
+def test_a_write_that_fails_half_way_leaves_the_last_output_whole(
+    tracking_server, notebook_run, flowers, monkeypatch, capfd
+):
+    """The output is written beside it, then renamed: a full disk half-way through leaves the last one as it was."""
+    output = flowers / "flowers-predictions.parquet"
+    output.write_bytes(b"the last run's output")
+    real_to_parquet = pd.DataFrame.to_parquet
+
+    def disk_full_half_way(table, path, *args, **kwargs):
+        real_to_parquet(table.head(len(table) // 2), path, *args, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", disk_full_half_way)
+    arguments = shlex.split(BATCH_SCORING.command)[2:]
+
+    result = run_in_this_process(flowers / "batch_scoring.py", arguments, tracking_server.url, monkeypatch, capfd)
+
+    assert_one_line_error(result, "No space left on device", f"(in {flowers})")
+    assert output.read_bytes() == b"the last run's output"
+
+
+def test_no_server_fails_fast_with_one_line_that_points_to_make_doctor(flowers):
+    dead_url = f"http://127.0.0.1:{server_process.free_port()}"
+    files_before = sorted(flowers.iterdir())
+
+    started = time.monotonic()
+    result = run_command(BATCH_SCORING.command, dead_url, cwd=flowers, timeout=60)
+    seconds = time.monotonic() - started
+
+    assert_one_line_error(result, "Connection refused", "make doctor")
+    assert seconds < SECONDS_NOT_MINUTES, f"took {seconds:.1f} s to report a missing server"
+    assert sorted(flowers.iterdir()) == files_before  # no output
 
 
 # ---- Spark ----
@@ -367,6 +422,44 @@ def test_a_missing_file_on_spark_names_it_and_its_folder(spark_session, tracking
 
     assert_one_line_error(result, "PATH_NOT_FOUND", missing, f"(in {flowers})")
     assert "make doctor" not in result.stderr
+
+
+@pytest.mark.spark
+def test_no_server_on_spark_fails_fast_with_one_line(spark_session, flowers, monkeypatch, capfd):
+    """The Spark script's fail-fast setting comes from batch_scoring.py, imported afresh here as by a new process."""
+    monkeypatch.delitem(sys.modules, "batch_scoring", raising=False)
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    dead_url = f"http://127.0.0.1:{server_process.free_port()}"
+
+    started = time.monotonic()
+    source = str(flowers / "flowers.csv")  # the shared session's JVM resolves a relative path from its own folder
+    result = run_in_this_process(flowers / "batch_scoring_spark.py", [source], dead_url, monkeypatch, capfd)
+    seconds = time.monotonic() - started
+
+    assert_one_line_error(result, "Connection refused", "make doctor")
+    assert seconds < SECONDS_NOT_MINUTES, f"took {seconds:.1f} s to report a missing server"
+    assert not (flowers / "flowers-predictions-spark").exists()
+
+
+@pytest.mark.spark
+def test_on_spark_a_folder_in_a_dotted_folder_is_scored_beside_it(
+    spark_session, tracking_server, champion, flowers, monkeypatch, capfd
+):
+    """A folder of CSV files as input, in a folder whose name has a dot: the output is named after the input only."""
+    folder = flowers / "exports.2026" / "flowers"
+    folder.mkdir(parents=True)
+    shutil.move(flowers / "flowers.csv", folder / "part-0.csv")
+    monkeypatch.setattr(type(spark_session), "stop", lambda session: None)  # the script's stop: the session is shared
+
+    result = run_in_this_process(
+        flowers / "batch_scoring_spark.py", [f"{folder}/"], tracking_server.url, monkeypatch, capfd
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert sorted(path.name for path in folder.parent.iterdir()) == ["flowers", "flowers-predictions-spark"]
+    assert_champions_predictions(
+        folder.parent / "flowers-predictions-spark", champion, pd.read_csv(folder / "part-0.csv")
+    )
 
 
 def workers_alive(master_ui: str) -> int:

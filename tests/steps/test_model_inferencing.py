@@ -148,6 +148,19 @@ def test_folder_that_is_not_a_model(tracking_server, tmp_path):
     assert_one_line_error(result, f"cannot load {not_a_model}", "MLmodel")
 
 
+def test_a_model_saved_without_an_input_example_says_so(tracking_server, tmp_path):
+    from sklearn.datasets import load_iris
+    from sklearn.dummy import DummyClassifier
+
+    features, species = load_iris(return_X_y=True)
+    folder = tmp_path / "no-example"
+    mlflow.sklearn.save_model(DummyClassifier().fit(features, species), folder, pip_requirements=["scikit-learn"])
+
+    result = infer(f"python model_inferencing.py {folder}", tracking_server.url, tmp_path / "step")
+
+    assert_one_line_error(result, f"cannot load {folder}", "logged without an input example")
+
+
 def test_unknown_model_name(tracking_server, tmp_path):
     result = infer("python model_inferencing.py models:/no-such-model/1", tracking_server.url, tmp_path)
     assert_one_line_error(result, "no-such-model", "not found", "the server the notebook logged to", "make doctor")

@@ -123,4 +123,6 @@ def test_four_clients_send_2000_requests_without_an_error(scoring_server):
     result = run_load(f"{scoring_server}/invocations", virginica, clients=4, total_requests=2000)
     assert result.errors == 0, result.first_error
     assert len(result.latencies_ms) == 2000
+    # Every answer is the virginica's, not merely a 200 that holds predictions.
+    assert {answer for _, _, answer, _ in result.answers} == {'{"predictions": [2]}'}
     print(f"\n4 clients: {result.requests_per_second:.0f} req/s, p99 {result.percentile_ms(99):.1f} ms")

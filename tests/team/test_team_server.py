@@ -15,6 +15,7 @@ import ssl
 import subprocess
 import time
 import urllib.parse
+import uuid
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -397,6 +398,14 @@ def test_without_a_login_every_api_route_but_health_and_server_info_gets_401(tea
 )
 def test_artifact_paths_that_climb_out_of_the_store_are_refused(team_server, public_url, admin, artifact_path):
     login = ("admin", ADMIN_PASSWORD)
+    # The control: a key inside the store is served through both addresses, so a refusal below is the path's own.
+    control = f"{team_server.url}/api/2.0/mlflow-artifacts/artifacts/control/{uuid.uuid4().hex}.txt"
+    assert requests.put(control, data=b"inside", auth=login, timeout=30).status_code == 200
+    for base in (team_server.url, public_url.url):
+        inside = requests.get(
+            control.replace(team_server.url, base), auth=login, timeout=30, verify=str(public_url.certificate)
+        )
+        assert (inside.status_code, inside.content) == (200, b"inside"), (base, inside.status_code)
     for base in (team_server.url, public_url.url):
         url = f"{base}/api/2.0/mlflow-artifacts/artifacts/{artifact_path}"
         response = requests.get(url, auth=login, timeout=30, verify=str(public_url.certificate))

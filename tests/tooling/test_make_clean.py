@@ -6,16 +6,20 @@ and an mlartifacts/ folder, as the tutorial leaves them (the checkout_with_runs 
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 from helpers import fingerprint, make_in, missing_service, port_of
+from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
 from maintainer.checkout import reader_env
 from tutorial import server_process
+from tutorial.venv import VENV_BIN
 
 
 def test_make_clean_leaves_the_runs_alone(checkout_with_runs):
@@ -30,8 +34,10 @@ def test_make_clean_leaves_the_runs_alone(checkout_with_runs):
     assert not (checkout_with_runs / ".venv").exists()  # the link to the test venv; the venv itself stays
 
 
-def test_make_clean_data_says_what_it_would_delete_and_deletes_only_when_confirmed(checkout_with_runs, tracking_server):
-    client = tracking_server.client()
+def test_make_clean_data_says_what_it_would_delete_and_deletes_only_when_confirmed(checkout_with_runs, tmp_path):
+    # Counted in the copy's own mlflow.db (a copy of it, left untouched), not on the live server others write to.
+    shutil.copy(checkout_with_runs / "mlflow.db", tmp_path / "counted.db")
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'counted.db'}")
     experiments = client.search_experiments(view_type=ViewType.ALL)
     runs = client.search_runs([e.experiment_id for e in experiments], run_view_type=ViewType.ALL, max_results=5000)
     models = client.search_registered_models()
@@ -100,8 +106,10 @@ def test_make_clean_data_refuses_while_a_server_on_another_port_has_the_database
     assert (fresh_checkout / "mlflow.db").exists() and (fresh_checkout / "mlartifacts").exists()
 
 
-def test_an_interrupted_clean_data_leaves_the_runs_whole_or_gone(checkout_with_runs, monkeypatch):
-    """Ctrl+C while the files are being deleted: never a database without its artifacts, nor the reverse."""
+@pytest.mark.parametrize("moment", ["between-the-renames", "while-deleting"])
+def test_an_interrupted_clean_data_leaves_the_runs_whole_or_gone(checkout_with_runs, monkeypatch, moment):
+    """Ctrl+C while the files are moved aside, or while they are deleted: never a database without its artifacts,
+    nor the reverse."""
     from tutorial import clean_data
 
     monkeypatch.setattr(clean_data, "REPO", checkout_with_runs)
@@ -109,19 +117,34 @@ def test_an_interrupted_clean_data_leaves_the_runs_whole_or_gone(checkout_with_r
         monkeypatch.setattr(clean_data, name, checkout_with_runs / getattr(clean_data, name).name)
     monkeypatch.setattr(sys, "argv", ["clean_data", "--yes", "--port", str(server_process.free_port())])
 
-    real_unlink, files_deleted = os.unlink, []
+    real_unlink, real_rename, done = os.unlink, Path.rename, []
 
     def ctrl_c_after_the_first_file(path, *args, **kwargs):
-        if files_deleted:
+        if done:
             raise KeyboardInterrupt
         real_unlink(path, *args, **kwargs)
-        files_deleted.append(path)
+        done.append(path)
 
-    with monkeypatch.context() as interrupted:
-        interrupted.setattr(os, "unlink", ctrl_c_after_the_first_file)  # Path.unlink and shutil.rmtree call it
-        with pytest.raises(KeyboardInterrupt):
-            clean_data.main()
-    assert files_deleted
+    def ctrl_c_after_the_first_rename(path, target):
+        moved = real_rename(path, target)
+        if not done:
+            done.append(path)
+            # A real SIGINT, to this thread: `make clean-data` has no other, but pytest's worker has (execnet's).
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        return moved
+
+    previous_handler = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    try:
+        with monkeypatch.context() as interrupted:
+            if moment == "while-deleting":
+                interrupted.setattr(os, "unlink", ctrl_c_after_the_first_file)  # Path.unlink and rmtree call it
+            else:
+                interrupted.setattr(Path, "rename", ctrl_c_after_the_first_rename)
+            with pytest.raises(KeyboardInterrupt):
+                clean_data.main()
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+    assert done
 
     database, artifacts = (checkout_with_runs / "mlflow.db").exists(), (checkout_with_runs / "mlartifacts").exists()
     assert database == artifacts, f"left mlflow.db: {database}, mlartifacts/: {artifacts}"
@@ -148,10 +171,14 @@ def test_make_clean_ignores_a_venv_variable_from_the_environment(checkout_with_r
 def test_the_targets_on_plain_python3_run_on_the_python_a_mac_ships(checkout_with_runs, target):
     """`make clean-data` and `make doctor` run on plain python3, not the venv: on a Mac that is still 3.9, which the
     guide itself does not support. They must work there, to delete the runs and to say which Python to install."""
+    # pyenv's 3.9 on the test machines; elsewhere the one .ci/run has uv install (GitHub's python:3.11 image).
     pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
     python39 = next(iter(sorted(pyenv_root.glob("versions/3.9.*/bin/python3.9"))), None)
     if python39 is None:
-        missing_service(f"no Python 3.9 under {pyenv_root} (pyenv provides it on the test machines)")
+        found = subprocess.run([VENV_BIN / "uv", "python", "find", "3.9"], capture_output=True, text=True)
+        python39 = found.stdout.strip() if found.returncode == 0 else None
+    if python39 is None:
+        missing_service(f"no Python 3.9 under {pyenv_root} or uv's: .ci/run installs one (`uv python install 3.9`)")
     free_port = f"PORT={server_process.free_port()}"
 
     result = make_in(checkout_with_runs, target, f"PYTHON={python39}", free_port)

@@ -69,7 +69,16 @@ def test_every_check_holds_beside_a_running_server(fresh_checkout, tracking_serv
     assert [line.split(":")[0].split()[-1] for line in result.stdout.splitlines()[:-1]] == CHECKS
     assert all(line.startswith("ok") for line in result.stdout.splitlines()[:-1]), result.stdout
     assert "MLflow 3." in finding(result, "server")
+    assert "which Spark 4 runs on" in finding(result, "java")  # checked, not "not needed": this venv has pyspark
     assert result.stdout.splitlines()[-1] == "All checks hold."
+
+
+def test_a_java_home_that_leads_nowhere_is_the_one_problem(fresh_checkout, tracking_server, notebook_run, tmp_path):
+    nowhere = tmp_path / "no-java-here"
+
+    result = doctor(fresh_checkout, port_of(tracking_server.url), JAVA_HOME=str(nowhere))
+
+    assert_only_problem(result, "java", f"there is none on JAVA_HOME={nowhere}", "openjdk-17-jre-headless")
 
 
 def test_the_troubleshooting_page_has_a_row_for_every_check():
@@ -144,28 +153,27 @@ def test_the_doctor_knows_the_newest_schema_as_alembic_does():
 
 
 @pytest.mark.parametrize("made_by", ["older", "newer"])
-def test_a_database_from_another_mlflow_gets_the_fix(checkout_with_runs, made_by):
+def test_a_database_from_another_mlflow_gets_the_fix(checkout_with_runs, tracking_server, made_by):
     revision = previous_schema_revision() if made_by == "older" else "f00dfeedbeef"
     with sqlite3.connect(checkout_with_runs / "mlflow.db") as database:
         database.execute("UPDATE alembic_version SET version_num = ?", (revision,))
 
-    result = doctor(checkout_with_runs, server_process.free_port())
+    # Beside a server that holds the same runs, so that the database is the one problem.
+    result = doctor(checkout_with_runs, port_of(tracking_server.url))
 
-    [line] = [line for line in result.stdout.splitlines() if line.startswith("FAIL database")]
     if made_by == "older":
-        assert "made by an older MLflow" in line and "mlflow db upgrade sqlite:///mlflow.db" in line
+        assert_only_problem(result, "database", "made by an older MLflow", "mlflow db upgrade sqlite:///mlflow.db")
     else:
-        assert "made by a newer MLflow" in line
+        assert_only_problem(result, "database", "made by a newer MLflow")
 
 
-def test_an_older_mlflows_mlruns_gets_the_migration_command(fresh_checkout):
+def test_an_older_mlflows_mlruns_gets_the_migration_command(fresh_checkout, tracking_server, notebook_run):
     (fresh_checkout / "mlruns" / "1").mkdir(parents=True)
     (fresh_checkout / "mlruns" / "1" / "meta.yaml").write_text("name: older-mlflow\n")
 
-    result = doctor(fresh_checkout, server_process.free_port())
+    result = doctor(fresh_checkout, port_of(tracking_server.url))
 
-    line = finding(result, "mlruns")
-    assert line.startswith("FAIL") and "mlflow migrate-filestore --source . --target sqlite:///mlflow.db" in line
+    assert_only_problem(result, "mlruns", "mlflow migrate-filestore --source . --target sqlite:///mlflow.db")
 
 
 def test_a_busy_serving_port_is_found(fresh_checkout, tracking_server, notebook_run):
@@ -302,6 +310,48 @@ def test_no_venv_at_all_is_found(fresh_checkout, tracking_server, notebook_run):
     result = doctor(fresh_checkout, port_of(tracking_server.url))
 
     assert_only_problem(result, "venv", "there is no .venv/", "make setup")
+
+
+def test_a_venv_whose_python_does_not_run_is_found(fresh_checkout, tracking_server, notebook_run):
+    (fresh_checkout / ".venv").unlink()
+    python = fresh_checkout / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text("#!/bin/sh\nexit 1\n")  # what a venv whose Python was removed or upgraded away does
+    python.chmod(0o755)
+
+    result = doctor(fresh_checkout, port_of(tracking_server.url))
+
+    assert_only_problem(result, "venv", f"{python} does not run", "delete .venv/ and run `make setup`")
+
+
+class Healthy(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"OK")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_server_whose_certificate_is_not_trusted_gets_the_setting(fresh_checkout):
+    import ssl
+
+    import trustme
+
+    authority = trustme.CA()  # a team's own certificate authority, which this machine does not trust
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    with ThreadingHTTPServer(("127.0.0.1", 0), Healthy) as https:
+        https.socket = context.wrap_socket(https.socket, server_side=True)
+        threading.Thread(target=https.serve_forever, daemon=True).start()
+        try:
+            url = f"https://127.0.0.1:{https.server_address[1]}"
+            result = doctor(fresh_checkout, server_process.free_port(), MLFLOW_TRACKING_URI=url)
+        finally:
+            https.shutdown()
+
+    assert_only_problem(result, "server", f"{url} has a certificate this machine does not trust", "CERT_PATH")
 
 
 def test_a_local_store_needs_no_server(fresh_checkout):

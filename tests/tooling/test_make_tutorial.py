@@ -1,30 +1,36 @@
 """`make tutorial`: the whole guide end to end, then the steps once more on the same data; and what it says, changing
 nothing, when it cannot start: a busy port, an mlflow.db from an older MLflow, an older MLflow's mlruns/ folder."""
 
+import os
 import re
 import shlex
+import signal
 import sqlite3
+import subprocess
+import time
 
+import pandas as pd
 import pytest
-from expected_state import assert_notebook_results, assert_smoke_test_runs
+from expected_state import assert_notebook_results, assert_smoke_test_runs, expected_predictions, printed_predictions
 from guide_commands import RUN_NOTEBOOK, SMOKE_TEST, TUTORIAL
 from helpers import STRICT_WARNINGS, assert_readme_shows, fingerprint, make_in, port_of, run_command
 from mlflow import MlflowClient
 
+from maintainer.checkout import reader_env
 from maintainer.tracking_server import running_tracking_server
 from tutorial import server_process
 from tutorial.names import BATCH_EXPERIMENT, SMOKE_TEST_EXPERIMENT
-from tutorial.steps import BATCH_SCORING, STEPS, TRACKING_SERVER
+from tutorial.steps import BATCH_SCORING, INFERENCE_FROM_FILES, MODEL_REGISTRY, STEPS, TRACKING_SERVER
 
 
-def make_tutorial(checkout, port):
+def make_tutorial(checkout, port, **env_changes):
     """`make tutorial KEEP_SERVER=0` under the warnings rule of every other step: a deprecated call in a step, or in
     the server, fails the tutorial."""
     arguments = [*shlex.split(TUTORIAL)[1:], "KEEP_SERVER=0", f"PORT={port}"]
-    return make_in(checkout, *arguments, timeout=900, PYTHONWARNINGS=STRICT_WARNINGS)
+    return make_in(checkout, *arguments, timeout=900, PYTHONWARNINGS=STRICT_WARNINGS, **env_changes)
 
 
-def test_tutorial_runs_end_to_end_and_a_second_run_repeats_no_version(fresh_checkout, migrated_database):
+def test_tutorial_runs_end_to_end_and_a_second_run_repeats_no_version(fresh_checkout, migrated_database, monkeypatch):
     port = server_process.free_port()
 
     result = make_tutorial(fresh_checkout, port)
@@ -32,14 +38,17 @@ def test_tutorial_runs_end_to_end_and_a_second_run_repeats_no_version(fresh_chec
     assert result.returncode == 0, f"make tutorial failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     # Every step of the guide, announced with its README number, in order.
     labels = [line for line in result.stdout.splitlines() if re.match(r"\[\d+/\d+\] ", line)]
-    assert [label.split(" (not run here")[0] for label in labels] == [step.label() for step in STEPS]
+    not_run = {step: f" (not run here: {step.not_run_because})" if step.not_run_because else "" for step in STEPS}
+    assert labels == [step.label() + not_run[step] for step in STEPS]
     # Each step that ran is printed whole under its label, steps run side by side included: its own commands, then
     # what they printed, then its time, and nothing of another step's.
     blocks = re.split(r"^(\[\d+/\d+\] .*)$", result.stdout, flags=re.MULTILINE)
+    printed_under = {}
     for step in STEPS[2:]:
         if step.not_run_because:
             continue
         block = blocks[blocks.index(step.label()) + 1].strip("\n").split("\n\nAll steps passed")[0].splitlines()
+        printed_under[step] = "\n".join(block)
         shown = [line.removeprefix("      $ ") for line in block if line.startswith("      $ ")]
         commands = [command.split(" <")[0] for command in (step.before, step.command) if command]
         assert len(shown) == len(commands) and all(map(str.startswith, shown, commands)), (step.label(), shown)
@@ -69,6 +78,16 @@ def test_tutorial_runs_end_to_end_and_a_second_run_repeats_no_version(fresh_chec
         named = summary.split("Experiments: ")[1].split(". Model:")[0].split(", ")
         on_server = {experiment.name for experiment in server.client().search_experiments()} - {"Default"}
         assert sorted(named) == sorted(on_server), summary
+        # Steps 6 and 7 predicted with their models; step 9 scored the 150 flowers and recorded it, once.
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
+        for step in (INFERENCE_FROM_FILES, MODEL_REGISTRY):
+            [model] = re.findall(r"^Model: (.+)$", printed_under[step], flags=re.MULTILINE)
+            model_uri = model if ":/" in model else str(fresh_checkout / model)
+            assert printed_predictions(printed_under[step]) == expected_predictions(model_uri), step.label()
+        assert len(pd.read_parquet(fresh_checkout / "flowers-predictions.parquet")) == 150
+        batch = server.client().get_experiment_by_name(BATCH_EXPERIMENT)
+        [scored] = server.client().search_runs([batch.experiment_id])
+        assert scored.info.status == "FINISHED" and scored.info.run_name == "score-flowers.csv"
 
 
 def test_port_in_use_gets_a_clear_error(fresh_checkout, tracking_server):
@@ -132,16 +151,18 @@ def test_make_tutorial_beside_an_older_mlflows_mlruns_says_how_to_migrate_and_ch
     assert not (fresh_checkout / "mlflow.db").exists() and not (fresh_checkout / "mlartifacts").exists()
 
 
-# Stand-ins for the lessons, for the runner's own behaviour: step 7 fails while steps 6 and 9 run beside it.
-NOTEBOOK_THAT_LOGS_A_MODEL_FOLDER = [
-    "import pathlib",  # the imports cell
+# Stand-ins for the lessons, for the runner's own behaviour in seconds: the server is real, the steps are not.
+# The notebook records its kernel's pid and leaves a model folder for step 6; step 7 fails when told to, once step 9
+# runs beside it; step 9 records its pid and runs for as long as it is told.
+NOTEBOOK_STAND_IN = [
+    "import os, pathlib\npathlib.Path('kernel.pid').write_text(str(os.getpid()))",  # the imports cell
     "folder = pathlib.Path('mlartifacts/1/models/m-0/artifacts')\nfolder.mkdir(parents=True)\n"
     "(folder / 'MLmodel').touch()\nprint('the notebook speaks')",
 ]
-INFERENCE_THAT_FAILS_BY_ALIAS = """
-import pathlib, sys, time
-if sys.argv[1].endswith("@champion"):
-    for _ in range(300):  # fail once step 9 runs beside this step
+INFERENCE_STAND_IN = """
+import os, pathlib, sys, time
+if sys.argv[1].endswith("@champion") and os.environ.get("STEP_7_FAILS"):
+    for _ in range(300):
         if pathlib.Path("batch.pid").exists():
             break
         time.sleep(0.1)
@@ -151,24 +172,42 @@ if sys.argv[1].endswith("@champion"):
 time.sleep(1)
 print("step 6 speaks from", sys.argv[1])
 """
-BATCH_SCORING_THAT_RUNS_ON = (
-    "import os, pathlib, time\npathlib.Path('batch.pid').write_text(str(os.getpid()))\ntime.sleep(300)"
-)
+BATCH_SCORING_STAND_IN = """
+import os, pathlib, time
+pathlib.Path('batch.pid').write_text(str(os.getpid()))
+time.sleep(float(os.environ.get("STEP_9_SECONDS", "0")))
+"""
 
 
-def test_a_step_that_fails_beside_others_stops_the_tutorial_with_its_own_output(fresh_checkout):
+@pytest.fixture
+def stand_ins(fresh_checkout):
+    """A fresh copy whose lessons are the stand-ins above."""
     import nbformat
 
-    notebook = nbformat.v4.new_notebook(
-        cells=[nbformat.v4.new_code_cell(code) for code in NOTEBOOK_THAT_LOGS_A_MODEL_FOLDER]
-    )
-    nbformat.write(notebook, fresh_checkout / "ml_project.ipynb")
+    cells = [nbformat.v4.new_code_cell(code) for code in NOTEBOOK_STAND_IN]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), fresh_checkout / "ml_project.ipynb")
     (fresh_checkout / "get_started.py").write_text("print('the smoke test speaks')")
-    (fresh_checkout / "model_inferencing.py").write_text(INFERENCE_THAT_FAILS_BY_ALIAS)
-    (fresh_checkout / "batch_scoring.py").write_text(BATCH_SCORING_THAT_RUNS_ON)
+    (fresh_checkout / "model_inferencing.py").write_text(INFERENCE_STAND_IN)
+    (fresh_checkout / "batch_scoring.py").write_text(BATCH_SCORING_STAND_IN)
+    return fresh_checkout
+
+
+def left_running(checkout, pid_file: str) -> bool:
+    """Whether the process group that wrote `pid_file` still runs; stopped here either way, so nothing outlives the
+    test. (The tutorial starts each step, and nbclient the kernel, in a group of its own.)"""
+    pid = int((checkout / pid_file).read_text())
+    deadline = time.monotonic() + 5  # a kernel told to shut down may take a moment
+    while server_process.group_is_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = server_process.group_is_alive(pid)
+    server_process.stop_group(pid, grace_seconds=1)
+    return alive
+
+
+def test_a_step_that_fails_beside_others_stops_the_tutorial_with_its_own_output(stand_ins):
     port = server_process.free_port()
 
-    result = make_tutorial(fresh_checkout, port)
+    result = make_tutorial(stand_ins, port, STEP_7_FAILS="yes", STEP_9_SECONDS="300")
 
     # The step's own exit code, its error last, and the port free again.
     assert result.stderr.splitlines()[-2:] == [
@@ -177,10 +216,7 @@ def test_a_step_that_fails_beside_others_stops_the_tutorial_with_its_own_output(
     ], result.stderr
     assert not server_process.port_is_taken(port)
     # Step 9 was running beside it, and is stopped: no step left behind.
-    batch_pid = int((fresh_checkout / "batch.pid").read_text())
-    left_running = server_process.group_is_alive(batch_pid)
-    server_process.stop_group(batch_pid, grace_seconds=1)  # what the tutorial left, if anything
-    assert not left_running
+    assert not left_running(stand_ins, "batch.pid")
     # The guide's order up to the failing step, each step whole, then that step's own output, and nothing after.
     after_6 = result.stdout.split(f"{STEPS[5].label()}\n")[1]
     assert re.match(r"      \$ python model_inferencing.py mlartifacts/1/models/m-0/artifacts\n", after_6)
@@ -188,3 +224,52 @@ def test_a_step_that_fails_beside_others_stops_the_tutorial_with_its_own_output(
     after_7 = after_6.split(f"{STEPS[6].label()}\n")[1]
     assert after_7 == f"      $ {STEPS[6].command}\nstep 7 speaks\n", after_7
     assert "step 7 fails\n" in result.stderr and "[8/" not in result.stdout and "All steps passed" not in result.stdout
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_while_the_server_is_kept_stops_it(stand_ins, stop):
+    port = server_process.free_port()
+    command = ["make", *shlex.split(TUTORIAL)[1:], f"PORT={port}"]
+    with subprocess.Popen(
+        command, cwd=stand_ins, env=reader_env(), stdout=subprocess.PIPE, text=True, start_new_session=True
+    ) as tutorial:
+        try:
+            printed = ""
+            for line in tutorial.stdout:  # until the tutorial waits, or ends (a failure, shown below)
+                printed += line
+                if line == "The server keeps running. Press Ctrl+C to stop it.\n":
+                    break
+            assert server_process.port_is_taken(port), printed
+            os.killpg(tutorial.pid, stop)  # as a terminal's Ctrl+C, or an editor's stop button, sends it
+            printed += tutorial.communicate(timeout=60)[0]
+        finally:
+            server_process.stop_group(tutorial.pid, grace_seconds=1)
+
+    assert "Stopping the server...\nThe server is stopped." in printed, printed
+    assert not server_process.port_is_taken(port)
+
+
+def test_a_server_that_fails_to_start_is_reported_and_stops_the_steps_begun(stand_ins, tmp_path):
+    # `mlflow ui` exits, as a server that cannot start does, once the notebook's kernel has started beside it; every
+    # other Python starts as usual.
+    (tmp_path / "sitecustomize.py").write_text(
+        "import os, pathlib, sys, time\n"
+        "if sys.argv[1:2] == ['ui']:\n"
+        "    for _ in range(300):\n"
+        "        if pathlib.Path('kernel.pid').exists():\n"
+        "            break\n"
+        "        time.sleep(0.1)\n"
+        "    print('this server fails to start, on purpose', file=sys.stderr, flush=True)\n"
+        "    os._exit(1)\n"
+    )
+    port = server_process.free_port()
+
+    result = make_tutorial(stand_ins, port, PYTHONPATH=str(tmp_path))
+
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "error: the server exited with code 1:" in result.stderr
+    assert "this server fails to start, on purpose" in result.stderr
+    assert "(`make doctor` looks for the cause)" in result.stderr
+    assert "[3/" not in result.stdout and not server_process.port_is_taken(port)
+    # The notebook's kernel, started beside the server, is stopped with it.
+    assert not left_running(stand_ins, "kernel.pid")

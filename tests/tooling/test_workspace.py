@@ -12,7 +12,7 @@ import subprocess
 import pytest
 import yaml
 from guide_commands import INFER_BY_ALIAS, RUN_NOTEBOOK, SMOKE_TEST
-from helpers import REPO, git, makefile_variable
+from helpers import REPO, git, makefile_variable, missing_service
 
 from maintainer.checkout import reader_env
 from tutorial.steps import BATCH_SCORING, TRACKING_SERVER
@@ -60,6 +60,25 @@ def test_the_env_file_vscode_reads_is_ignored_and_the_settings_are_not():
     files = [".env", ".vscode/settings.json", ".vscode/extensions.json"]
     ignored = git("check-ignore", *files)
     assert ignored.stdout.split() == [".env"], ignored.stderr
+
+
+def test_what_the_guide_writes_is_ignored_by_git():
+    """The tutorial's and step 9's outputs, which a reader's `git status` should not list; and the lessons are not."""
+    written = [
+        "mlflow.db",
+        "mlartifacts/1/models/m-0/artifacts/MLmodel",
+        "mlflow-ui.log",
+        "ml_project-run.ipynb",
+        "flowers.csv",
+        "flowers-predictions.parquet",
+        ".flowers-predictions.parquet.partial",
+        "flowers-predictions-spark/part-0.parquet",
+        "flowers-predictions-spark.partial/part-0.parquet",
+        "flowers-predictions-spark.previous/part-0.parquet",
+    ]
+    lessons = ["get_started.py", "ml_project.ipynb", "model_inferencing.py", "batch_scoring.py"]
+    ignored = git("check-ignore", *written, *lessons)
+    assert ignored.stdout.split() == written, ignored.stderr
 
 
 def test_the_workflows_pass_actionlint():
@@ -132,7 +151,7 @@ def test_pre_commit_passes_on_a_fresh_copy_and_refuses_a_notebook_with_outputs(c
 def test_the_git_checks_pass_in_a_checkout_owned_by_another_user(fresh_checkout):
     """GitHub's container job: .ci/run runs as root in a workspace that the runner's user owns."""
     if os.geteuid() != 0:
-        pytest.skip("giving the copy to another user needs root (CI runs as root)")
+        missing_service("giving the copy to another user needs root (CI runs as root)")
     git("init", "--quiet", cwd=fresh_checkout)
     subprocess.run(["chown", "-R", "65534:65534", fresh_checkout], check=True)  # nobody; .venv stays a link
     # The condition itself: plain git refuses this checkout.
