@@ -393,6 +393,13 @@ def apply(mutation: Mutation, checkout: Path) -> None:
     path.write_text(text.replace(mutation.before, mutation.after))
 
 
+def clone_like_copy(folder: Path) -> Path:
+    """A fresh copy, in a git repository of its own as a clone is: the tests that ask git what it ignores need one."""
+    checkout = fresh_copy(folder)
+    subprocess.run(["git", "init", "--quiet"], cwd=checkout, check=True)
+    return checkout
+
+
 def run_tests(node_ids: list[str], checkout: Path) -> subprocess.CompletedProcess:
     """The tests in a copy, as CI runs them (a missing service fails, not skips), with a line per failure and error."""
     command = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", *node_ids]
@@ -403,7 +410,7 @@ def run_tests(node_ids: list[str], checkout: Path) -> subprocess.CompletedProces
 def check_the_tests_pass_unmutated(cases: list[Mutation], folder: Path) -> None:
     """The control: every guarding test passes on a copy with no edit, or a failure after an edit proves nothing."""
     node_ids = sorted({mutation.caught_by for mutation in cases})
-    result = run_tests(node_ids, fresh_copy(folder / "unmutated"))
+    result = run_tests(node_ids, clone_like_copy(folder / "unmutated"))
     if result.returncode != 0:
         failing = [line for line in result.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
         raise SystemExit("error: guarding tests fail with no edit made; fix them first:\n" + "\n".join(failing))
@@ -411,7 +418,7 @@ def check_the_tests_pass_unmutated(cases: list[Mutation], folder: Path) -> None:
 
 def caught(mutation: Mutation, folder: Path) -> tuple[bool, bool, float]:
     """Run the guarding test in a mutated fresh copy: (it failed, anything failed or errored, seconds)."""
-    checkout = fresh_copy(folder / "mlflow-starter")
+    checkout = clone_like_copy(folder / "mlflow-starter")
     apply(mutation, checkout)
     started = time.monotonic()
     result = run_tests([mutation.caught_by], checkout)
