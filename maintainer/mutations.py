@@ -158,8 +158,8 @@ MUTATIONS = [
     Mutation(
         "`make batch-spark` starts Spark without checking for Java",
         "tutorial/batch_spark.py",
-        "doctor.require(doctor.java(os.environ), doctor.tracking_server(tracking_uri))",
-        "doctor.require(doctor.tracking_server(tracking_uri))",
+        "doctor.require(doctor.java(os.environ), doctor.tracking_server(tracking_uri),",
+        "doctor.require(doctor.tracking_server(tracking_uri),",
         "tests/steps/test_batch_scoring.py::test_no_java_gets_one_line_and_no_output",
     ),
     Mutation(
