@@ -142,13 +142,17 @@ def print_next_steps(ui_url: str, keep_server: bool) -> None:
 
 
 def stop_like_ctrl_c(signum, frame) -> None:
+    """Stop once. A second signal must not cut the stopping short: make passes its own SIGTERM on to us, and a
+    reader may press Ctrl+C twice."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
 def main() -> None:
     # Whatever ends the tutorial (Ctrl+C, a `kill`, an editor's stop button) must stop the server too.
     # A shell that starts us in the background ignores Ctrl+C for us; take it back.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, stop_like_ctrl_c)
     signal.signal(signal.SIGTERM, stop_like_ctrl_c)
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -23,10 +23,11 @@ INDENT = "      "  # under the step's label
 
 
 class StepFailed(Exception):
-    def __init__(self, step: Step, exit_code: int):
+    def __init__(self, step: Step, exit_code: int | None):
         super().__init__(f"step {step.number} failed with exit code {exit_code} (see above)")
         self.exit_code = exit_code
-        self.status = exit_code if exit_code > 0 else 1  # the tutorial's own exit status (a signal's is negative)
+        # The tutorial's own exit status: a signal's code is negative, and a step stopped before it ended has none.
+        self.status = exit_code if exit_code and exit_code > 0 else 1
 
 
 class StepRun(threading.Thread):
