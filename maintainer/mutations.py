@@ -212,6 +212,20 @@ MUTATIONS = [
         "tests/tooling/test_make_tutorial.py::test_tutorial_runs_end_to_end_and_a_second_run_repeats_no_version",
     ),
     Mutation(
+        "`make tutorial` prints what a step printed while it started early above the step's command",
+        "tutorial/step_runs.py",
+        "                    elif early_command:\n                        held.append((key.data, chunk))\n",
+        "",
+        "tests/tooling/test_make_tutorial.py::test_a_step_that_fails_beside_others_stops_the_tutorial_with_its_own_output",
+    ),
+    Mutation(
+        "`make tutorial` starts steps 6, 7 and 9 with the reader's command but none of its arguments",
+        "tutorial/imports_first.py",
+        "    sys.argv = words[1:]\n",
+        "    sys.argv = words[1:2]\n",
+        "tests/tooling/test_make_tutorial.py::test_tutorial_runs_end_to_end_and_a_second_run_repeats_no_version",
+    ),
+    Mutation(
         "the tutorial's server accepts any Host in a Codespace",
         "tutorial/run.py",
         'f"localhost:*,127.0.0.1:*,{forwarded}"',

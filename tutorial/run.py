@@ -23,6 +23,7 @@ from tutorial import doctor, server_process
 from tutorial.names import BATCH_EXPERIMENT, CHAMPION_URI, IRIS_EXPERIMENT, SMOKE_TEST_EXPERIMENT, TRACKING_PORT
 from tutorial.step_runs import StepFailed, StepRun, print_step
 from tutorial.steps import (
+    BATCH_SCORING,
     INFERENCE_FROM_FILES,
     ML_PROJECT,
     MODEL_REGISTRY,
@@ -41,9 +42,17 @@ SERVER_LOG = REPO / "mlflow-ui.log"
 WITHOUT_JOB_RUNNER, SERVER_WORDS = settings_and_words(TRACKING_SERVER.command)
 
 
-# The notebook's runner starts with the server: its kernel starts and its imports run while the server starts, and
-# it waits for the steps it needs before the first cell that uses the server (tutorial/notebook.py).
-STARTS_EARLY = {ML_PROJECT: "--imports-first"}
+# Steps that start before the steps they need have passed (once those named second have), and are given their
+# command on stdin when they may go on: the notebook's kernel starts and its imports run while the server starts
+# (tutorial/notebook.py), and steps 6, 7 and 9 import MLflow and the model's flavor while the notebook runs, on the
+# core it leaves idle (tutorial/imports_first.py).
+STARTS_EARLY = {
+    ML_PROJECT: ("python -m tutorial.notebook --imports-first", ()),
+    **{
+        step: (f"python -m tutorial.imports_first {settings_and_words(step.command)[1][1]}", (TRACKING_SERVER,))
+        for step in (INFERENCE_FROM_FILES, MODEL_REGISTRY, BATCH_SCORING)
+    },
+}
 
 
 def codespace_security_flags(port: int, env: dict) -> list[str]:
@@ -177,7 +186,7 @@ def main() -> None:
     passed = {step: threading.Event() for step in STEPS}
     placeholders = {INFERENCE_FROM_FILES: lambda: {"model_folder": newest_model_folder()}}
     runs = {
-        step: StepRun(step, env, REPO, passed, placeholders.get(step, dict), STARTS_EARLY.get(step))
+        step: StepRun(step, env, REPO, passed, placeholders.get(step, dict), *STARTS_EARLY.get(step, (None, ())))
         for step in STEPS
         if step is not TRACKING_SERVER and not step.not_run_because
     }

@@ -5,6 +5,7 @@ first, `before`, at once), each process in a process group of its own, its outpu
 prints the first step not yet printed as it runs, and each later one, whole, when its turn comes.
 """
 
+import contextlib
 import queue
 import selectors
 import shlex
@@ -40,29 +41,30 @@ class StepRun(threading.Thread):
         cwd: Path,
         passed: dict,
         placeholders: Callable[[], dict] = dict,
-        early_flag: str | None = None,
+        early_command: str | None = None,
+        early_after: tuple[Step, ...] = (),
     ):
         super().__init__(name=f"step {step.number}", daemon=True)
         # passed: an Event per step, set once it has passed; this step sets its own, and waits for its needs'.
         self.step, self.env, self.cwd, self.passed, self.placeholders = step, env, cwd, passed, placeholders
-        # A command that can start before its needs have passed, told so by `early_flag`, starts at once and is told
-        # when they have by the end of its stdin; any other starts when they have.
-        self.commands = [(step.before, (), False), (step.command, step.needs, False)]
-        if early_flag:
-            self.commands[1] = (f"{step.command} {early_flag}", step.needs, True)
+        # A step that can start before its needs have passed starts as `early_command` once the steps `early_after`
+        # have, and is given its own command (placeholders filled in) on stdin once its needs have: the end of stdin
+        # tells it to go on.
+        self.early_command, self.early_after = early_command, early_after
         self.output = queue.Queue()  # (stream, bytes) as they came, then None at the end
         self.exit_code = None  # 0 once every command passed; None if it was stopped before it ended
-        self.seconds = 0.0  # the step's own time: its commands', not the wait before them
+        self.seconds = 0.0  # the step's own time: its commands', from when their needs had passed
         self.stopping, self.process, self.lock = threading.Event(), None, threading.Lock()
 
     def run(self) -> None:
         try:
-            for command, needs, early in self.commands:
+            for command, needs in ((self.step.before, ()), (self.step.command, self.step.needs)):
                 if command is None:
                     continue
-                if not early and not self.wait_for(needs):
+                early = self.early_command if command == self.step.command else None
+                if not self.wait_for(self.early_after if early else needs):
                     return
-                self.exit_code = self.run_command(fill_in(command, **self.placeholders()), needs if early else ())
+                self.exit_code = self.run_command(command, needs, early)
                 if self.exit_code != 0:
                     return
             self.passed[self.step].set()
@@ -79,19 +81,23 @@ class StepRun(threading.Thread):
                 return False
         return True
 
-    def run_command(self, command: str, tell_when_passed=()) -> int | None:
-        """Run `command`, keep its output; its stdin ends once the steps in `tell_when_passed` have passed."""
-        self.keep(sys.stdout, f"{INDENT}$ {command}\n".encode())
+    def run_command(self, command: str, needs=(), early_command: str | None = None) -> int | None:
+        """Run `command` (its needs have passed), or start `early_command` and give it `command` once they have.
+        The output is kept under the command's `$` line: an early start's output before that, once it is known."""
+        held = []  # an early start's output before its command is known
+        if early_command is None:
+            command = fill_in(command, **self.placeholders())
+            self.keep(sys.stdout, f"{INDENT}$ {command}\n".encode())
         started = time.monotonic()
         with self.lock:
             if self.stopping.is_set():
                 return None
             # A group of its own, so that a stop reaches whatever the command starts (the notebook's kernel too).
             self.process = subprocess.Popen(
-                shlex.split(command),
+                shlex.split(early_command or command),
                 cwd=self.cwd,
                 env=self.env,
-                stdin=subprocess.PIPE if tell_when_passed else subprocess.DEVNULL,
+                stdin=subprocess.PIPE if early_command else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
@@ -102,16 +108,37 @@ class StepRun(threading.Thread):
             while selector.get_map():
                 for key, _ in selector.select(timeout=0.1):
                     chunk = key.fileobj.read1(65536)
-                    if chunk:
-                        self.keep(key.data, chunk)
-                    else:
+                    if not chunk:
                         selector.unregister(key.fileobj)
-                if tell_when_passed and all(self.passed[need].is_set() for need in tell_when_passed):
-                    self.process.stdin.close()
-                    tell_when_passed = ()
+                    elif early_command:
+                        held.append((key.data, chunk))
+                    else:
+                        self.keep(key.data, chunk)
+                if early_command and all(self.passed[need].is_set() for need in needs):
+                    command, early_command, started = self.go_on(command), None, time.monotonic()
+                    for stream, chunk in held:
+                        self.keep(stream, chunk)
+        if early_command:  # it ended before its needs had passed
+            self.keep(sys.stdout, f"{INDENT}$ {command}\n".encode())
+            for stream, chunk in held:
+                self.keep(stream, chunk)
         exit_code = self.process.wait()
         self.seconds += time.monotonic() - started
         return None if self.stopping.is_set() else exit_code
+
+    def go_on(self, command: str) -> str:
+        """Give an early start its command, as the README shows it, and end its stdin; keep the command's line."""
+        try:
+            command = fill_in(command, **self.placeholders())
+        except SystemExit as err:  # it ends on an empty stdin
+            self.keep(sys.stderr, f"{err}\n".encode())
+            command = ""
+        with contextlib.suppress(BrokenPipeError):  # it has ended already: its exit code says how
+            self.process.stdin.write(command.encode())
+            self.process.stdin.close()
+        if command:
+            self.keep(sys.stdout, f"{INDENT}$ {command}\n".encode())
+        return command
 
     def keep(self, stream, chunk: bytes) -> None:
         self.output.put((stream, chunk))

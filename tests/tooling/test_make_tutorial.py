@@ -152,8 +152,9 @@ def test_make_tutorial_beside_an_older_mlflows_mlruns_says_how_to_migrate_and_ch
 
 
 # Stand-ins for the lessons, for the runner's own behaviour in seconds: the server is real, the steps are not.
-# The notebook records its kernel's pid and leaves a model folder for step 6; step 7 fails when told to, once step 9
-# runs beside it; step 9 records its pid and runs for as long as it is told.
+# The notebook records its kernel's pid and leaves a model folder for step 6; steps 6 and 7 import a module that speaks
+# (the tutorial imports it ahead, during the notebook); step 7 fails when told to, once step 9 runs beside it; step 9
+# records its pid and runs for as long as it is told.
 NOTEBOOK_STAND_IN = [
     "import os, pathlib\npathlib.Path('kernel.pid').write_text(str(os.getpid()))",  # the imports cell
     "folder = pathlib.Path('mlartifacts/1/models/m-0/artifacts')\nfolder.mkdir(parents=True)\n"
@@ -161,6 +162,7 @@ NOTEBOOK_STAND_IN = [
 ]
 INFERENCE_STAND_IN = """
 import os, pathlib, sys, time
+import speaks_when_imported
 if sys.argv[1].endswith("@champion") and os.environ.get("STEP_7_FAILS"):
     for _ in range(300):
         if pathlib.Path("batch.pid").exists():
@@ -188,6 +190,7 @@ def stand_ins(fresh_checkout):
     nbformat.write(nbformat.v4.new_notebook(cells=cells), fresh_checkout / "ml_project.ipynb")
     (fresh_checkout / "get_started.py").write_text("print('the smoke test speaks')")
     (fresh_checkout / "model_inferencing.py").write_text(INFERENCE_STAND_IN)
+    (fresh_checkout / "speaks_when_imported.py").write_text("print('imported')")
     (fresh_checkout / "batch_scoring.py").write_text(BATCH_SCORING_STAND_IN)
     return fresh_checkout
 
@@ -217,12 +220,13 @@ def test_a_step_that_fails_beside_others_stops_the_tutorial_with_its_own_output(
     assert not server_process.port_is_taken(port)
     # Step 9 was running beside it, and is stopped: no step left behind.
     assert not left_running(stand_ins, "batch.pid")
-    # The guide's order up to the failing step, each step whole, then that step's own output, and nothing after.
+    # The guide's order up to the failing step, each step whole, then that step's own output, and nothing after; what
+    # a step printed while it started early (its imports) comes under its command, once the command is known.
     after_6 = result.stdout.split(f"{STEPS[5].label()}\n")[1]
-    assert re.match(r"      \$ python model_inferencing.py mlartifacts/1/models/m-0/artifacts\n", after_6)
+    assert re.match(r"      \$ python model_inferencing.py mlartifacts/1/models/m-0/artifacts\nimported\n", after_6)
     assert "step 6 speaks from mlartifacts/1/models/m-0/artifacts\n      done in" in after_6
     after_7 = after_6.split(f"{STEPS[6].label()}\n")[1]
-    assert after_7 == f"      $ {STEPS[6].command}\nstep 7 speaks\n", after_7
+    assert after_7 == f"      $ {STEPS[6].command}\nimported\nstep 7 speaks\n", after_7
     assert "step 7 fails\n" in result.stderr and "[8/" not in result.stdout and "All steps passed" not in result.stdout
 
 

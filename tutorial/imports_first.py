@@ -1,0 +1,56 @@
+"""How `make tutorial` starts a lesson script before the steps it needs have passed: steps 6, 7 and 9.
+
+`python -m tutorial.imports_first model_inferencing.py` imports what the script imports, and what MLflow imports to
+load the notebook's models, while the notebook runs. Then it reads from its stdin the command to run, as the README
+shows it (`python model_inferencing.py <its arguments>`), and once stdin ends, runs the script as that command would.
+The imports are most of each of these steps' time; they run at the lowest priority, on the core that the notebook
+and the server leave idle, so that they do not slow them (maintainer/docs/speed.md).
+"""
+
+import ast
+import contextlib
+import importlib
+import os
+import runpy
+import shlex
+import sys
+from pathlib import Path
+
+# The notebook logs scikit-learn models, which MLflow saves with skops: a script that loads one with MLflow imports
+# both, and skops lists every scikit-learn estimator as it does. Another flavor would only load slower, never wrong.
+MODEL_LOADING_MODULES = ("mlflow.sklearn", "skops.io")
+
+
+def import_what_it_imports(script: Path) -> None:
+    """Run the script's top-level import statements (and only those), in a namespace of their own."""
+    tree = ast.parse(script.read_text(encoding="utf-8"))
+    imports = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    exec(compile(ast.Module(imports, type_ignores=[]), str(script), "exec"), {})
+    if "mlflow" in sys.modules:
+        for module in MODEL_LOADING_MODULES:
+            importlib.import_module(module)
+
+
+def lowest_priority() -> None:
+    os.nice(19)
+    # Linux schedules each session as a group (the tutorial starts every step in a session of its own), and weighs
+    # the groups by their own niceness.
+    with contextlib.suppress(OSError):
+        Path("/proc/self/autogroup").write_text("19")
+
+
+def main() -> None:
+    lowest_priority()
+    script = Path(sys.argv[1])
+    import_what_it_imports(script)
+    words = shlex.split(sys.stdin.read())  # python model_inferencing.py ...
+    if not words:  # the tutorial had no command to give, and says why
+        sys.exit(1)
+    # As `python script.py ...` runs it: its arguments, its folder first on sys.path, and as __main__.
+    sys.argv = words[1:]
+    sys.path[0] = str(Path(sys.argv[0]).resolve().parent)
+    runpy.run_path(sys.argv[0], run_name="__main__")
+
+
+if __name__ == "__main__":
+    main()
