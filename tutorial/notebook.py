@@ -5,7 +5,8 @@ ml_project-run.ipynb (VS Code opens it). A cell that fails stops the run with on
 server that does not answer is the notebook's own pointer to `make doctor`.
 
 `make tutorial` starts it with --imports-first while the tracking server starts: the kernel starts and the imports
-run meanwhile, and the cells that use the server wait until the tutorial ends the notebook's stdin.
+run meanwhile, and the cells that use the server wait until the tutorial ends the notebook's stdin (which gives the
+command the README shows, as for steps 6, 7 and 9: tutorial/imports_first.py).
 """
 
 import argparse
