@@ -226,6 +226,20 @@ MUTATIONS = [
         "tests/tooling/test_make_tutorial.py::test_tutorial_runs_end_to_end_and_a_second_run_repeats_no_version",
     ),
     Mutation(
+        "`make tutorial` leaves its server running when it is stopped with SIGTERM",
+        "tutorial/run.py",
+        "    signal.signal(signal.SIGTERM, stop_like_ctrl_c)\n",
+        "",
+        "tests/tooling/test_make_tutorial.py::test_a_stop_while_the_server_is_kept_stops_it",
+    ),
+    Mutation(
+        "the notebook's wait for the server holds off Ctrl+C and a stop (nbclient's handlers wait for its loop)",
+        "tutorial/notebook.py",
+        "            wait_for_the_end_of_stdin()\n",
+        "            sys.stdin.read()\n",
+        "tests/tooling/test_make_tutorial.py::test_a_server_that_fails_to_start_is_reported_and_stops_the_steps_begun",
+    ),
+    Mutation(
         "the tutorial's server accepts any Host in a Codespace",
         "tutorial/run.py",
         'f"localhost:*,127.0.0.1:*,{forwarded}"',

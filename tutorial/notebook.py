@@ -10,6 +10,7 @@ command the README shows, as for steps 6, 7 and 9: tutorial/imports_first.py).
 """
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -30,6 +31,18 @@ def print_outputs(cell) -> None:
             print(output.data.get("text/plain", ""), flush=True)
 
 
+def wait_for_the_end_of_stdin() -> None:
+    """Wait, and let Ctrl+C or a stop end the run meanwhile: nbclient's own handlers of both signals run on its event
+    loop, which this wait holds, so for the wait they raise KeyboardInterrupt, as Python's default does."""
+    signals = (signal.SIGINT, signal.SIGTERM)
+    handlers = [signal.signal(signum, signal.default_int_handler) for signum in signals]
+    try:
+        sys.stdin.read()
+    finally:
+        for signum, handler in zip(signals, handlers, strict=True):
+            signal.signal(signum, handler)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -46,7 +59,7 @@ def main() -> None:
     def after_each_cell(cell, cell_index, **_) -> None:
         print_outputs(cell)
         if args.imports_first and cell_index == imports:  # the first code cell imports, and uses no server
-            sys.stdin.read()
+            wait_for_the_end_of_stdin()
 
     # The kernel's warning that it runs "over TCP without encryption" is about its ports on 127.0.0.1, which other
     # users of this machine could reach; a laptop's reader is the only one. Its errors still show.
