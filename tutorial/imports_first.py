@@ -13,6 +13,7 @@ import importlib
 import os
 import runpy
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -40,10 +41,14 @@ def lowest_priority() -> None:
 
 
 def main() -> None:
+    # Until it has its command, Ctrl+C or a stop ends it at once, as a signal's default does: Python's own way
+    # (KeyboardInterrupt, then its teardown) would wait for a core at the lowest priority, seconds on a busy machine.
+    ctrl_c = signal.signal(signal.SIGINT, signal.SIG_DFL)
     lowest_priority()
     script = Path(sys.argv[1])
     import_what_it_imports(script)
     words = shlex.split(sys.stdin.read())  # python model_inferencing.py ...
+    signal.signal(signal.SIGINT, ctrl_c)
     if not words:  # the tutorial had no command to give, and says why
         sys.exit(1)
     # As `python script.py ...` runs it: its arguments, its folder first on sys.path, and as __main__.
