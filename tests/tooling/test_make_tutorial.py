@@ -278,7 +278,7 @@ def test_a_server_that_fails_to_start_is_reported_and_stops_the_steps_begun(stan
     assert "this server fails to start, on purpose" in result.stderr
     assert "(`make doctor` looks for the cause)" in result.stderr
     assert "[3/" not in result.stdout and not server_process.port_is_taken(port)
-    # The notebook's kernel, started beside the server, is stopped with it, as Ctrl+C stops it: at once, not after the
-    # 10 s a step is given to stop on its own and the 5 s more before it is killed.
+    # The notebook's kernel, started beside the server, is stopped with it, as Ctrl+C stops it. A notebook deaf to the
+    # stop ends only when killed, 15 s on (10 s given to stop, 5 s more); the bound leaves a busy machine room.
     assert not left_running(stand_ins, "kernel.pid")
-    assert stopped_after < 5, f"the tutorial ended {stopped_after:.1f} s after its server"
+    assert stopped_after < 10, f"the tutorial ended {stopped_after:.1f} s after its server"
