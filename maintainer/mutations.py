@@ -226,6 +226,20 @@ MUTATIONS = [
         "tests/tooling/test_make_tutorial.py::test_tutorial_runs_end_to_end_and_a_second_run_repeats_no_version",
     ),
     Mutation(
+        "`make tutorial` starts the smoke test once the server is up, no longer importing beside the server's start",
+        "tutorial/run.py",
+        "            (SMOKE_TEST, ()),\n",
+        "",
+        "tests/tooling/test_make_tutorial.py::test_a_server_that_fails_to_start_is_reported_and_stops_the_steps_begun",
+    ),
+    Mutation(
+        "`make tutorial` kills the server as it asks it to stop, without waiting for its shutdown",
+        "tutorial/server_process.py",
+        "    psutil.wait_procs(started, timeout=grace_seconds)\n",
+        "",
+        "tests/tooling/test_make_tutorial.py::test_a_stop_while_the_server_is_kept_stops_it",
+    ),
+    Mutation(
         "`make tutorial` leaves its server running when it is stopped with SIGTERM",
         "tutorial/run.py",
         "    signal.signal(signal.SIGTERM, stop_like_ctrl_c)\n",

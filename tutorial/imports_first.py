@@ -1,14 +1,16 @@
-"""How `make tutorial` starts a lesson script before the steps it needs have passed: steps 6, 7 and 9.
+"""How `make tutorial` starts a lesson script before the steps it needs have passed: steps 3, 6, 7 and 9.
 
 `python -m tutorial.imports_first model_inferencing.py` imports what the script imports, and what MLflow imports to
-load the notebook's models, while the notebook runs. Then it reads from its stdin the command to run, as the README
-shows it (`python model_inferencing.py <its arguments>`), and once stdin ends, runs the script as that command would.
-The imports are most of each of these steps' time; they run at the lowest priority, on the core that the notebook
-and the server leave idle, so that they do not slow them (maintainer/docs/speed.md).
+load the notebook's models, while the notebook runs (the smoke test: while the server starts). Then it reads from
+its stdin the command to run, as the README shows it (`python model_inferencing.py <its arguments>`), and once stdin
+ends, runs the script as that command would.
+The imports are most of each of these steps' time; they run at the lowest priority, on what the server and the
+notebook leave of the cores, so that they slow them little (maintainer/docs/speed.md).
 """
 
 import ast
 import contextlib
+import gc
 import importlib
 import os
 import runpy
@@ -17,17 +19,19 @@ import signal
 import sys
 from pathlib import Path
 
-# The notebook logs scikit-learn models, which MLflow saves with skops: a script that loads one with MLflow imports
-# both, and skops lists every scikit-learn estimator as it does. Another flavor would only load slower, never wrong.
+# The notebook logs scikit-learn models, which MLflow saves with skops: a script that loads one (`load_model`)
+# imports both, and skops lists every scikit-learn estimator as it does. Another flavor would only load slower,
+# never wrong.
 MODEL_LOADING_MODULES = ("mlflow.sklearn", "skops.io")
 
 
 def import_what_it_imports(script: Path) -> None:
-    """Run the script's top-level import statements (and only those), in a namespace of their own."""
+    """Run the script's top-level import statements (and only those), in a namespace of their own; and if it loads
+    a model, what loading one imports."""
     tree = ast.parse(script.read_text(encoding="utf-8"))
     imports = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
     exec(compile(ast.Module(imports, type_ignores=[]), str(script), "exec"), {})
-    if "mlflow" in sys.modules:
+    if any(isinstance(node, ast.Attribute) and node.attr == "load_model" for node in ast.walk(tree)):
         for module in MODEL_LOADING_MODULES:
             importlib.import_module(module)
 
@@ -54,7 +58,12 @@ def main() -> None:
     # As `python script.py ...` runs it: its arguments, its folder first on sys.path, and as __main__.
     sys.argv = words[1:]
     sys.path[0] = str(Path(sys.argv[0]).resolve().parent)
-    runpy.run_path(sys.argv[0], run_name="__main__")
+    try:
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    finally:
+        # Python's last garbage collection, at exit, goes through every object of these imports: 0.6 s of a
+        # step's end (maintainer/docs/speed.md). Frozen objects are left to the end of the process, as memory is.
+        gc.freeze()
 
 
 if __name__ == "__main__":

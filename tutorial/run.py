@@ -43,14 +43,19 @@ WITHOUT_JOB_RUNNER, SERVER_WORDS = settings_and_words(TRACKING_SERVER.command)
 
 
 # Steps that start before the steps they need have passed (once those named second have), and are given their
-# command on stdin when they may go on: the notebook's kernel starts and its imports run while the server starts
-# (tutorial/notebook.py), and steps 6, 7 and 9 import MLflow and the model's flavor while the notebook runs, on the
-# core it leaves idle (tutorial/imports_first.py).
+# command on stdin when they may go on: while the server starts, the notebook's kernel starts and runs its imports
+# (tutorial/notebook.py) and the smoke test imports MLflow; steps 6, 7 and 9 import MLflow and the model's flavor
+# while the notebook runs, on the core it leaves idle (tutorial/imports_first.py).
 STARTS_EARLY = {
     ML_PROJECT: ("python -m tutorial.notebook --imports-first", ()),
     **{
-        step: (f"python -m tutorial.imports_first {settings_and_words(step.command)[1][1]}", (TRACKING_SERVER,))
-        for step in (INFERENCE_FROM_FILES, MODEL_REGISTRY, BATCH_SCORING)
+        step: (f"python -m tutorial.imports_first {settings_and_words(step.command)[1][1]}", after)
+        for step, after in (
+            (SMOKE_TEST, ()),
+            (INFERENCE_FROM_FILES, (TRACKING_SERVER,)),
+            (MODEL_REGISTRY, (TRACKING_SERVER,)),
+            (BATCH_SCORING, (TRACKING_SERVER,)),
+        )
     },
 }
 
@@ -214,7 +219,7 @@ def main() -> None:
         for run in runs.values():
             run.stop()
         if server is not None:
-            server_process.stop(server)
+            server_process.stop_mlflow_cli(server)
     if failed:  # the last line, as when a step fails on its own
         print(f"error: {failed}", file=sys.stderr)
         sys.exit(failed.status)

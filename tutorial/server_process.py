@@ -12,6 +12,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import psutil
+
 from tutorial.doctor import port_is_taken  # noqa: F401  (the tooling's one port check, where its users look for it)
 
 
@@ -66,6 +68,19 @@ def stop(process: subprocess.Popen, grace_seconds: float = 15) -> None:
     # poll() reaps the group leader, or its zombie would keep the group "alive"
     stop_group(process.pid, grace_seconds, reap=process.poll)
     process.wait()
+
+
+def stop_mlflow_cli(process: subprocess.Popen, grace_seconds: float = 15) -> None:
+    """stop() for a server that MLflow's CLI started (`mlflow ui`): the CLI passes the stop on to the server process
+    it started, and waits for it; after that it only tears down its own imports, about a second of garbage collection
+    (maintainer/docs/speed.md), so it is ended then."""
+    try:
+        started = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:  # it has exited already
+        started = []
+    signal_group(process.pid, signal.SIGTERM)
+    psutil.wait_procs(started, timeout=grace_seconds)
+    stop(process, grace_seconds=0)
 
 
 def stop_group(pgid: int, grace_seconds: float = 15, reap=lambda: None) -> None:

@@ -152,9 +152,10 @@ def test_make_tutorial_beside_an_older_mlflows_mlruns_says_how_to_migrate_and_ch
 
 
 # Stand-ins for the lessons, for the runner's own behaviour in seconds: the server is real, the steps are not.
-# The notebook records its kernel's pid and leaves a model folder for step 6; steps 6 and 7 import a module that speaks
-# (the tutorial imports it ahead, during the notebook); step 7 fails when told to, once step 9 runs beside it; step 9
-# records its pid and runs for as long as it is told.
+# The smoke test imports a module that records its pid and speaks (the tutorial imports it ahead, during the server's
+# start); the notebook records its kernel's pid and leaves a model folder for step 6; steps 6 and 7 import a module
+# that speaks (ahead, during the notebook); step 7 fails when told to, once step 9 runs beside it; step 9 records its
+# pid and runs for as long as it is told.
 NOTEBOOK_STAND_IN = [
     "import os, pathlib\npathlib.Path('kernel.pid').write_text(str(os.getpid()))",  # the imports cell
     "folder = pathlib.Path('mlartifacts/1/models/m-0/artifacts')\nfolder.mkdir(parents=True)\n"
@@ -188,7 +189,10 @@ def stand_ins(fresh_checkout):
 
     cells = [nbformat.v4.new_code_cell(code) for code in NOTEBOOK_STAND_IN]
     nbformat.write(nbformat.v4.new_notebook(cells=cells), fresh_checkout / "ml_project.ipynb")
-    (fresh_checkout / "get_started.py").write_text("print('the smoke test speaks')")
+    (fresh_checkout / "get_started.py").write_text("import smoke_test_imports\nprint('the smoke test speaks')")
+    (fresh_checkout / "smoke_test_imports.py").write_text(
+        "import os, pathlib\npathlib.Path('smoke.pid').write_text(str(os.getpid()))\nprint('imported')"
+    )
     (fresh_checkout / "model_inferencing.py").write_text(INFERENCE_STAND_IN)
     (fresh_checkout / "speaks_when_imported.py").write_text("print('imported')")
     (fresh_checkout / "batch_scoring.py").write_text(BATCH_SCORING_STAND_IN)
@@ -222,6 +226,8 @@ def test_a_step_that_fails_beside_others_stops_the_tutorial_with_its_own_output(
     assert not left_running(stand_ins, "batch.pid")
     # The guide's order up to the failing step, each step whole, then that step's own output, and nothing after; what
     # a step printed while it started early (its imports) comes under its command, once the command is known.
+    after_3 = result.stdout.split(f"{STEPS[2].label()}\n")[1]
+    assert re.match(r"      \$ python get_started.py\nimported\nthe smoke test speaks\n      done in", after_3)
     after_6 = result.stdout.split(f"{STEPS[5].label()}\n")[1]
     assert re.match(r"      \$ python model_inferencing.py mlartifacts/1/models/m-0/artifacts\nimported\n", after_6)
     assert "step 6 speaks from mlartifacts/1/models/m-0/artifacts\n      done in" in after_6
@@ -252,6 +258,8 @@ def test_a_stop_while_the_server_is_kept_stops_it(stand_ins):
 
     assert "Stopping the server...\nThe server is stopped." in printed, printed
     assert not server_process.port_is_taken(port)
+    # uvicorn's last line: the server shut down as a stop asks it to, and was not killed on the way.
+    assert "Finished server process" in (stand_ins / "mlflow-ui.log").read_text()
 
 
 def test_a_server_that_fails_to_start_is_reported_and_stops_the_steps_begun(stand_ins, tmp_path):
@@ -278,7 +286,9 @@ def test_a_server_that_fails_to_start_is_reported_and_stops_the_steps_begun(stan
     assert "this server fails to start, on purpose" in result.stderr
     assert "(`make doctor` looks for the cause)" in result.stderr
     assert "[3/" not in result.stdout and not server_process.port_is_taken(port)
-    # The notebook's kernel, started beside the server, is stopped with it, as Ctrl+C stops it. A notebook deaf to the
-    # stop ends only when killed, 15 s on (10 s given to stop, 5 s more); the bound leaves a busy machine room.
-    assert not left_running(stand_ins, "kernel.pid")
+    # The notebook's kernel and the smoke test's imports, started beside the server, are stopped with it, as Ctrl+C
+    # stops them. A notebook deaf to the stop ends only when killed, 15 s on (10 s given to stop, 5 s more); the bound
+    # leaves a busy machine room.
+    assert (stand_ins / "smoke.pid").exists(), "the smoke test did not start its imports beside the server"
+    assert not left_running(stand_ins, "kernel.pid") and not left_running(stand_ins, "smoke.pid")
     assert stopped_after < 10, f"the tutorial ended {stopped_after:.1f} s after its server"
