@@ -62,7 +62,7 @@ def main() -> None:
         runpy.run_path(sys.argv[0], run_name="__main__")
     finally:
         # Python's last garbage collection, at exit, goes through every object of these imports: 0.6 s of a
-        # step's end (maintainer/docs/speed.md). Frozen objects are left to the end of the process, as memory is.
+        # step's end (maintainer/docs/speed.md). Frozen, they are not collected: the exit frees them with the rest.
         gc.freeze()
 
 
