@@ -219,7 +219,7 @@ MUTATIONS = [
         "tests/tooling/test_make_tutorial.py::test_a_step_that_fails_beside_others_stops_the_tutorial_with_its_own_output",
     ),
     Mutation(
-        "`make tutorial` starts steps 6, 7 and 9 with the reader's command but none of its arguments",
+        "`make tutorial` starts the early steps (3, 6, 7, 9) with the reader's command but none of its arguments",
         "tutorial/imports_first.py",
         "    sys.argv = words[1:]\n",
         "    sys.argv = words[1:2]\n",

@@ -6,7 +6,7 @@ server that does not answer is the notebook's own pointer to `make doctor`.
 
 `make tutorial` starts it with --imports-first while the tracking server starts: the kernel starts and the imports
 run meanwhile, and the cells that use the server wait until the tutorial ends the notebook's stdin (which gives the
-command the README shows, as for steps 6, 7 and 9: tutorial/imports_first.py).
+command the README shows, as for steps 3, 6, 7 and 9: tutorial/imports_first.py).
 """
 
 import argparse

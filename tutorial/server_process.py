@@ -80,7 +80,8 @@ def stop_mlflow_cli(process: subprocess.Popen, grace_seconds: float = 15) -> Non
         started = []
     signal_group(process.pid, signal.SIGTERM)
     psutil.wait_procs(started, timeout=grace_seconds)
-    stop(process, grace_seconds=0)
+    signal_group(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def stop_group(pgid: int, grace_seconds: float = 15, reap=lambda: None) -> None:
